@@ -1,0 +1,1 @@
+"""Task data: built-in synthetic generators and loading of user datasets."""

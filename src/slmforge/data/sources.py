@@ -1,0 +1,240 @@
+"""Data sources -> canonical examples, split into train / validation / test.
+
+A canonical example is a dict with ``id``, ``text`` and the task's target: ``label`` (classification),
+``fields`` (extraction) or ``output`` (generation); extra keys ride along. Sources:
+- ``generator``: a built-in seeded generator (``tickets``, ``invoices``, ``product_descriptions``);
+- ``files``: local JSONL / CSV / Parquet files, one per split (validation optional);
+- ``hub``: a Hugging Face dataset by name.
+All of them go through ``datasets`` and then the same field mapping and validation, so a bad file or a
+renamed field fails the same way whatever the source: with the file, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SPLITS = ("train", "validation", "test")
+_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file/field at fault and how to fix it."""
+
+
+@dataclass
+class DataSpec:
+    """Where examples come from and which fields hold what. Built by Hydra from ``conf/data/*.yaml``."""
+
+    name: str
+    source: str = "files"  # generator | files | hub
+    generator: str | None = None
+    sizes: dict[str, int] = field(default_factory=lambda: {"train": 800, "validation": 100, "test": 200})
+    train_path: str | None = None
+    validation_path: str | None = None
+    test_path: str | None = None
+    hub_path: str | None = None
+    hub_name: str | None = None
+    hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "test": "test"})
+    text_field: str = "text"
+    label_field: str | None = "label"
+    fields_field: str | None = None
+    output_field: str | None = None
+    validation_fraction: float = 0.1
+    max_train_examples: int | None = None
+    max_validation_examples: int | None = None
+    max_test_examples: int | None = None
+    per_label_train: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class DatasetSplits:
+    train: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    test: list[dict[str, Any]]
+    fingerprint: str
+    origin: dict[str, str]
+
+    def get(self, split: str) -> list[dict[str, Any]]:
+        if split not in SPLITS:
+            raise DataError(f"split={split} is not one of {list(SPLITS)}")
+        return getattr(self, split)
+
+
+def _target_key(spec: DataSpec) -> tuple[str, str]:
+    """(canonical key, source field) of the task target."""
+    if spec.fields_field:
+        return "fields", spec.fields_field
+    if spec.output_field:
+        return "output", spec.output_field
+    if spec.label_field:
+        return "label", spec.label_field
+    raise DataError(
+        f"data '{spec.name}': set one of data.label_field, data.fields_field or data.output_field"
+    )
+
+
+def _load_file(path_str: str, spec: DataSpec, split: str) -> list[dict[str, Any]]:
+    import datasets
+
+    path = Path(path_str).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data '{spec.name}': {split} file {path} does not exist; fix data.{split}_path "
+            f"(e.g. data.{split}_path=/path/to/{split}.jsonl)"
+        )
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"data '{spec.name}': {path} has an unknown extension; use one of {sorted(_FORMATS)}")
+    try:
+        ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
+    except Exception as e:  # datasets wraps parse errors in several exception types
+        raise DataError(f"data '{spec.name}': could not read {path} as {fmt}: {e}") from e
+    return [dict(r) for r in ds]
+
+
+def _load_hub(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
+    import datasets
+
+    out = {}
+    for split, hub_split in spec.hub_splits.items():
+        try:
+            ds = datasets.load_dataset(spec.hub_path, spec.hub_name, split=hub_split)
+        except Exception as e:
+            raise DataError(
+                f"data '{spec.name}': hub dataset {spec.hub_path} split {hub_split} could not be loaded "
+                f"({type(e).__name__}: {str(e)[:200]}). Offline? Save it as JSONL and use data=jsonl "
+                f"data.train_path=... data.test_path=..."
+            ) from e
+        out[split] = [dict(r) for r in ds]
+    return out
+
+
+def _canonicalise(rows: list[dict[str, Any]], spec: DataSpec, split: str, where: str) -> list[dict[str, Any]]:
+    key, src = _target_key(spec)
+    out = []
+    for i, row in enumerate(rows):
+        for needed, override in ((spec.text_field, "text_field"), (src, f"{key}_field")):
+            if needed not in row:
+                raise DataError(
+                    f"data '{spec.name}': {where} row {i + 1} has no field '{needed}' (fields: {sorted(row)}); "
+                    f"set data.{override}=<name> to the field that holds it"
+                )
+        text = row[spec.text_field]
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(
+                f"data '{spec.name}': {where} row {i + 1} has an empty '{spec.text_field}'; "
+                f"remove the row or fill it in"
+            )
+        target = row[src]
+        if key == "label":
+            if target is None or str(target).strip() == "":
+                raise DataError(f"data '{spec.name}': {where} row {i + 1} has an empty label '{src}'")
+            target = str(target)
+        if key == "fields" and isinstance(target, str):
+            try:
+                target = json.loads(target)
+            except json.JSONDecodeError as e:
+                raise DataError(f"data '{spec.name}': {where} row {i + 1}: '{src}' is not JSON ({e})") from e
+        ex = {k: v for k, v in row.items() if k not in (spec.text_field, src)}
+        ex.update({"id": str(row.get("id", f"{split}-{i}")), "text": text, key: target})
+        out.append(ex)
+    return out
+
+
+def _subsample(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
+    if n is None or n >= len(rows):
+        return rows
+    idx = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in idx]
+
+
+def _per_label(rows: list[dict[str, Any]], k: int, seed: int) -> list[dict[str, Any]]:
+    by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_label[r["label"]].append(r)
+    rng = random.Random(seed)
+    keep = []
+    for label in sorted(by_label):
+        group = by_label[label]
+        keep.extend(rng.sample(group, min(k, len(group))))
+    rng.shuffle(keep)
+    return keep
+
+
+def _fingerprint(splits: dict[str, list[dict[str, Any]]]) -> str:
+    h = hashlib.sha256()
+    for split in SPLITS:
+        for ex in splits[split]:
+            h.update(json.dumps(ex, sort_keys=True, default=str).encode())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def load_splits(spec: DataSpec | dict[str, Any]) -> DatasetSplits:
+    """Load, map, validate and split the data a ``DataSpec`` describes."""
+    if not isinstance(spec, DataSpec):
+        spec = DataSpec(**dict(spec))
+    raw: dict[str, list[dict[str, Any]]] = {}
+    origin: dict[str, str] = {}
+    if spec.source == "generator":
+        from slmforge.data.generators import generate_splits
+
+        sizes = {k: int(v) for k, v in spec.sizes.items()}
+        raw = generate_splits(spec.generator or spec.name, sizes, spec.seed)
+        origin = {s: f"generator:{spec.generator or spec.name}(seed={spec.seed})" for s in raw}
+    elif spec.source == "files":
+        if not spec.train_path or not spec.test_path:
+            raise DataError(
+                f"data '{spec.name}': source=files needs data.train_path and data.test_path "
+                f"(data.validation_path is optional)"
+            )
+        for split in SPLITS:
+            path = getattr(spec, f"{split}_path")
+            if path:
+                raw[split] = _load_file(path, spec, split)
+                origin[split] = str(Path(path).expanduser().resolve())
+    elif spec.source == "hub":
+        raw = _load_hub(spec)
+        origin = {s: f"hub:{spec.hub_path}/{spec.hub_splits[s]}" for s in raw}
+    else:
+        raise DataError(f"data.source={spec.source} is not one of ['files', 'generator', 'hub']")
+
+    rows = {s: _canonicalise(r, spec, s, origin.get(s, s)) for s, r in raw.items()}
+    if not rows.get("train"):
+        raise DataError(f"data '{spec.name}': the train split is empty ({origin.get('train')})")
+    if not rows.get("test"):
+        raise DataError(f"data '{spec.name}': the test split is empty ({origin.get('test')})")
+    if not rows.get("validation"):
+        # Seeded cut from train so that model selection never sees the test split.
+        train = list(rows["train"])
+        random.Random(spec.seed).shuffle(train)
+        n_val = max(1, round(len(train) * spec.validation_fraction))
+        rows["validation"], rows["train"] = train[:n_val], train[n_val:]
+        origin["validation"] = f"{spec.validation_fraction:.0%} of train (seed={spec.seed})"
+    if spec.per_label_train and "label" in rows["train"][0]:
+        rows["train"] = _per_label(rows["train"], spec.per_label_train, spec.seed)
+    rows["train"] = _subsample(rows["train"], spec.max_train_examples, spec.seed)
+    rows["validation"] = _subsample(rows["validation"], spec.max_validation_examples, spec.seed + 1)
+    rows["test"] = _subsample(rows["test"], spec.max_test_examples, spec.seed + 2)
+    _check_ids_unique(rows, spec)
+    return DatasetSplits(**rows, fingerprint=_fingerprint(rows), origin=origin)
+
+
+def _check_ids_unique(rows: dict[str, list[dict[str, Any]]], spec: DataSpec) -> None:
+    for split, exs in rows.items():
+        dup = [k for k, c in Counter(e["id"] for e in exs).items() if c > 1]
+        if dup:
+            # Ids key predictions across predictors (routing aligns on them): make them unique per split.
+            for i, e in enumerate(exs):
+                e["id"] = f"{split}-{i}"
+
+
+def label_counts(rows: list[dict[str, Any]]) -> Counter:
+    return Counter(r["label"] for r in rows)

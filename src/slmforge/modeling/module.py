@@ -1,0 +1,174 @@
+"""The LightningModule: a causal LM (+ peft adapter) trained on prompt-masked answers.
+
+Design choices, each for a reason:
+- Manual optimisation over *windows* (see ``batching``): the loss of every micro-batch is divided by the
+  number of supervised tokens in the whole window, so accumulation equals one large batch exactly.
+- The LM head runs only at supervised positions (``sparse_lm_head``): a classification answer is a few
+  tokens out of ~70, and the 49k-vocabulary projection is the most expensive matmul of a small model.
+- Checkpoints hold only trainable weights (the adapter + optimizer), not a copy of the frozen base model.
+- Validation runs the task's predictor through the same code as ``evaluate`` so ``val/accuracy`` means
+  the same thing as the final test accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from slmforge.modeling.batching import IGNORE_INDEX
+
+
+def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """LR multiplier: linear warmup to 1, then cosine decay to ``min_ratio`` at ``total``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class CausalLMModule(L.LightningModule):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_ratio: float = 0.05,
+        min_lr_ratio: float = 0.1,
+        grad_clip: float | None = 1.0,
+        label_smoothing: float = 0.0,
+        sparse_lm_head: bool = True,
+        fused_adamw: bool = False,
+        validate_fn: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
+        metrics_fn: Callable[[list[Any]], dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.strict_loading = False  # checkpoints hold only the trainable weights
+        self.model = model
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.betas = tuple(betas)
+        self.warmup_ratio = warmup_ratio
+        self.min_lr_ratio = min_lr_ratio
+        self.grad_clip = grad_clip
+        self.label_smoothing = label_smoothing
+        self.sparse_lm_head = sparse_lm_head
+        self.fused_adamw = fused_adamw
+        self.validate_fn = validate_fn
+        self.metrics_fn = metrics_fn
+        self._val_rows: list[Any] = []
+        self.last_val_metrics: dict[str, Any] = {}
+        self.tokens_seen = 0
+        self.supervised_tokens_seen = 0
+        self.train_time_s = 0.0
+
+    # ---- loss -------------------------------------------------------------------------------------
+    def _decoder_and_head(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        try:
+            decoder, head = base.get_decoder(), base.get_output_embeddings()
+        except (AttributeError, NotImplementedError):
+            return None
+        # Models that post-process logits (soft-capping, scaling) need the full forward to stay exact.
+        if decoder is None or head is None or getattr(base.config, "final_logit_softcapping", None):
+            return None
+        return decoder, head
+
+    def supervised_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+        """Summed cross-entropy over supervised (answer + EOS) tokens, and their count."""
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        targets = labels[:, 1:]
+        selected = targets != IGNORE_INDEX
+        parts = self._decoder_and_head() if self.sparse_lm_head else None
+        if parts is not None:
+            decoder, head = parts
+            hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            logits = head(hidden[:, :-1][selected])
+        else:
+            logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1][selected]
+        loss = F.cross_entropy(
+            logits.float(), targets[selected], reduction="sum", label_smoothing=self.label_smoothing
+        )
+        return loss, int(selected.sum())
+
+    # ---- training ---------------------------------------------------------------------------------
+    def training_step(self, window: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        start = time.perf_counter()
+        opt = self.optimizers()
+        sched = self.lr_schedulers()
+        total = max(1, window["n_supervised"])
+        loss_total = torch.zeros((), device=self.device)
+        for micro in window["micro_batches"]:
+            micro = {k: v.to(self.device) for k, v in micro.items()}
+            loss_sum, _ = self.supervised_loss(micro)
+            loss = loss_sum / total
+            self.manual_backward(loss)
+            loss_total += loss.detach()
+        if self.grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        self.tokens_seen += window["n_tokens"]
+        self.supervised_tokens_seen += window["n_supervised"]
+        self.train_time_s += time.perf_counter() - start
+        self.log("train/loss", loss_total, prog_bar=True, on_step=True, on_epoch=True, batch_size=1)
+        self.log("train/lr", sched.get_last_lr()[0], on_step=True, batch_size=1)
+        self.log("train/tokens_per_s", self.tokens_seen / max(self.train_time_s, 1e-9), on_step=True, batch_size=1)
+        return loss_total
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        kw: dict[str, Any] = {"lr": self.lr, "betas": self.betas}
+        if self.fused_adamw:
+            kw["fused"] = True
+        opt = torch.optim.AdamW(groups, **kw)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(round(self.warmup_ratio * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: warmup_cosine(step, total, warmup, self.min_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---- validation through the task's predictor ----------------------------------------------------
+    def validation_step(self, examples: list[dict[str, Any]], batch_idx: int) -> None:
+        if self.validate_fn is not None:
+            self._val_rows.extend(self.validate_fn(examples))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.metrics_fn is None or not self._val_rows:
+            return
+        metrics = self.metrics_fn(self._val_rows)
+        self._val_rows = []
+        self.last_val_metrics = metrics
+        scalars = {f"val/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        self.log_dict(scalars, prog_bar=False, batch_size=1)
+        if "val/accuracy" in scalars:
+            self.log("val_acc", scalars["val/accuracy"], prog_bar=True, batch_size=1)
+
+    # ---- checkpoints hold trainable weights only ------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["slmforge"] = {
+            "tokens_seen": self.tokens_seen,
+            "supervised_tokens_seen": self.supervised_tokens_seen,
+            "train_time_s": self.train_time_s,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        extra = checkpoint.get("slmforge", {})
+        self.tokens_seen = extra.get("tokens_seen", 0)
+        self.supervised_tokens_seen = extra.get("supervised_tokens_seen", 0)
+        self.train_time_s = extra.get("train_time_s", 0.0)

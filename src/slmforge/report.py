@@ -1,0 +1,99 @@
+"""``slmforge-report``: turn finished runs into a ranked, priced comparison and a deployment recommendation.
+
+    slmforge-report runs=[multirun/2025-06-01/12-00-00]
+
+Reads every ``results*.json`` under ``runs``, prices each predictor with ``conf/pricing/default.yaml``,
+and writes ``report.md``, ``report.html`` (self-contained), the PNG plots and ``leaderboard.csv`` to
+``output_dir``; then logs a W&B ``job_type=report`` run (offline unless configured otherwise). Bad input
+ends the process with one ``error: ...`` line and a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from slmforge.config import config_dir
+from slmforge.economics.pricing import Pricing, PricingError
+from slmforge.records import RecordError
+from slmforge.reporting.collect import collect_records
+from slmforge.reporting.leaderboard import leaderboard
+from slmforge.reporting.render import ExtraSection, ReportFiles, write_report
+from slmforge.reporting.wandb_summary import log_report_to_wandb
+
+log = logging.getLogger(__name__)
+
+
+def _runs(cfg: DictConfig) -> list[str]:
+    if OmegaConf.is_missing(cfg, "runs") or cfg.get("runs") in (None, "", []):
+        raise SystemExit(
+            "error: no runs given; pass the runs to compare, e.g. slmforge-report runs=[path/to/multirun]"
+        )
+    runs = cfg.runs
+    if isinstance(runs, ListConfig | list | tuple):
+        return [str(r) for r in runs]
+    return [str(runs)]  # `runs=path` without brackets is a common slip; accept it
+
+
+def build_report(
+    cfg: DictConfig, extra_sections: Sequence[ExtraSection] | None = None
+) -> tuple[ReportFiles, str | None]:
+    """Everything the CLI does, callable from code and tests: returns the files and the W&B location."""
+    runs = _runs(cfg)
+    records = collect_records(runs)
+    pricing = Pricing.from_config(cfg.pricing)
+    df = leaderboard(
+        records,
+        pricing,
+        primary_metric=str(cfg.primary_metric),
+        weights=OmegaConf.to_container(cfg.weights) if cfg.get("weights") else None,  # type: ignore[arg-type]
+        machine=str(cfg.machine),
+        training_machine=str(cfg.training_machine) if cfg.get("training_machine") else None,
+        monthly_requests=int(cfg.monthly_requests),
+    )
+    files = write_report(df, Path(cfg.output_dir), extra_sections=extra_sections, title=str(cfg.title))
+    where = None
+    wb = cfg.get("wandb") or {}
+    if wb.get("enabled", False):
+        config: dict[str, Any] = {
+            "runs": runs,
+            "primary_metric": cfg.primary_metric,
+            "weights": OmegaConf.to_container(cfg.weights),
+            "machine": cfg.machine,
+            "monthly_requests": int(cfg.monthly_requests),
+        }
+        where = log_report_to_wandb(
+            df,
+            files.plots,
+            files.recommendation,
+            project=str(wb.get("project", "slmforge")),
+            entity=wb.get("entity"),
+            mode=str(wb.get("mode") or "offline"),
+            config=config,
+            report_files={"markdown": files.markdown, "html": files.html, "csv": files.csv},
+        )
+    return files, where
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="report")
+def main(cfg: DictConfig) -> None:
+    """Console entry point: build the report, print where it went and the recommendation."""
+    try:
+        files, where = build_report(cfg)
+    except (RecordError, PricingError, FileNotFoundError, ValueError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise SystemExit(f"error: {msg}") from None
+    print(f"report: {files.markdown}")
+    print(f"report: {files.html}")
+    if where:
+        print(f"wandb:  {where}")
+    print(f"recommendation: {files.recommendation}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Log the report to Weights & Biases: a ``job_type="report"`` run with the leaderboard table and plots.
+
+Offline by default (the run is written under ``WANDB_DIR`` and can be ``wandb sync``-ed later). Online,
+and only when the optional ``wandb-workspaces`` package is installed, a W&B Report page is also built
+from the logged table and images; anything that goes wrong there is logged, never fatal, because the
+local report.md/report.html are the primary output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+TABLE_KEY = "leaderboard"
+
+
+def _table_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """W&B tables want plain column types: objects become strings, bools stay bools, NaN stays NaN."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(
+                lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+            )
+    return out
+
+
+def log_report_to_wandb(
+    df: pd.DataFrame,
+    plots: Mapping[str, str | Path],
+    recommendation_text: str,
+    *,
+    project: str = "slmforge",
+    mode: str | None = "offline",
+    entity: str | None = None,
+    name: str | None = None,
+    config: Mapping[str, Any] | None = None,
+    report_files: Mapping[str, str | Path] | None = None,
+    build_report: bool = True,
+) -> str | None:
+    """Log one summary run and return its directory (offline) or URL (online); None if W&B failed.
+
+    ``mode`` is W&B's: ``offline``, ``online`` or ``disabled``; ``None`` defers to ``WANDB_MODE``.
+    """
+    import wandb
+
+    mode = mode or os.environ.get("WANDB_MODE", "offline")
+    try:
+        run = wandb.init(
+            project=project,
+            entity=entity,
+            name=name,
+            job_type="report",
+            mode=mode,  # type: ignore[arg-type]
+            config=dict(config or {}),
+            reinit="finish_previous",
+        )
+    except Exception as e:  # no login / no network: the local report is still complete
+        log.warning("W&B summary run not logged (%s: %s)", type(e).__name__, e)
+        return None
+    try:
+        run.log({TABLE_KEY: wandb.Table(dataframe=_table_frame(df))})
+        run.log({f"plots/{key}": wandb.Image(str(path), caption=key) for key, path in plots.items()})
+        best = df.iloc[0]
+        metric = df.attrs.get("primary_metric", "accuracy")
+        run.summary["recommendation"] = recommendation_text
+        run.summary["best/name"] = str(best["name"])
+        run.summary[f"best/{metric}"] = float(best[metric])
+        run.summary["best/cost_per_1k_usd"] = float(best["cost_per_1k_usd"])
+        run.summary["best/latency_p95_ms"] = float(best["latency_p95_ms"])
+        for label, path in (report_files or {}).items():
+            if Path(path).is_file():
+                run.save(str(path), base_path=str(Path(path).parent), policy="now")
+                log.debug("attached %s (%s) to the W&B run", path, label)
+        where = run.url if mode == "online" else str(Path(run.dir).parent)  # run.dir is its files/ subdir
+        if build_report and mode == "online":
+            _build_wandb_report(run, project, entity, recommendation_text, list(plots))
+        elif build_report:
+            log.info("W&B Report page skipped: W&B is %s (needs WANDB_MODE=online)", mode)
+    finally:
+        wandb.finish()
+    return where
+
+
+def _build_wandb_report(
+    run: Any, project: str, entity: str | None, recommendation_text: str, plot_keys: list[str]
+) -> str | None:
+    """A W&B Report (``wandb_workspaces.reports.v2``) showing the table and plots; None when unavailable."""
+    try:
+        import wandb_workspaces.reports.v2 as wr
+    except ImportError:
+        log.info("W&B Report page skipped: `pip install wandb-workspaces` to build one")
+        return None
+    try:
+        runset = wr.Runset(entity=entity or run.entity, project=project, name="slmforge report run")
+        report = wr.Report(
+            entity=entity or run.entity,
+            project=project,
+            title="slmforge: fine-tuned small models vs prompted large ones",
+            description=recommendation_text,
+            blocks=[
+                wr.H1("Recommendation"),
+                wr.P(recommendation_text),
+                wr.H1("Leaderboard and trade-offs"),
+                wr.PanelGrid(
+                    runsets=[runset],
+                    panels=[
+                        wr.WeavePanelSummaryTable(table_name=TABLE_KEY),
+                        wr.MediaBrowser(media_keys=[f"plots/{k}" for k in plot_keys]),
+                    ],
+                ),
+            ],
+        )
+        report.save()
+        log.info("W&B Report: %s", report.url)
+        return str(report.url)
+    except Exception as e:  # the API is in preview; a failure here must not lose the local report
+        log.warning("W&B Report page not built (%s: %s); the run itself was logged", type(e).__name__, e)
+        return None

@@ -1,0 +1,1 @@
+"""Task definitions: classification, extraction and generation tasks and their shared utilities."""
