@@ -1,12 +1,12 @@
 """Classification by exact log-likelihood of every allowed label, the prompt encoded once.
 
 For each example, score(label) = log p(label tokens + EOS | prompt). The prompt runs once (batched, left
-padded); its key/value cache is then shared by every (example, label) pair, so each label costs only
-its own few tokens. Probabilities over the label set are the softmax of these scores; the prediction is
+padded) with every label packed after it under a block attention mask, so each label costs only its own
+few tokens (77 banking labels add ~300 tokens to a ~70-token prompt, instead of 77 copies of the prompt). Probabilities over the label set are the softmax of these scores; the prediction is
 the argmax and the confidence its probability. Nothing is parsed, so the model can never "invent" a label.
 
 ``score_labels_bruteforce`` re-encodes prompt + label for every pair; it is the reference the tests hold
-the cached path to.
+the packed path to.
 """
 
 from __future__ import annotations
@@ -69,9 +69,13 @@ def score_labels_bruteforce(
     return torch.stack(scores)
 
 
+def _log_softmax_chunked(head: torch.nn.Module, hidden: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    # The vocabulary projection of a few hundred label positions is the memory peak; chunking bounds it.
+    return torch.cat([head(hidden[s : s + chunk]).float().log_softmax(-1) for s in range(0, len(hidden), chunk)])
+
+
 class LabelScorer:
-    """Batched exact label scoring. ``batch_size`` prompts per forward; ``pairs_per_forward`` bounds the
-    (example, label) pairs scored at once (memory: each pair holds a copy of its prompt's cache)."""
+    """Batched exact label scoring: ``batch_size`` prompts per forward pass, all labels packed after each."""
 
     def __init__(
         self,
@@ -79,7 +83,6 @@ class LabelScorer:
         tokenizer: Any,
         task: Task,
         batch_size: int = 16,
-        pairs_per_forward: int = 256,
         max_prompt_tokens: int = 1024,
         shots: Sequence[dict[str, Any]] = (),
         name: str = "local",
@@ -92,7 +95,6 @@ class LabelScorer:
         self.task = task
         self.labels = list(labels)
         self.batch_size = batch_size
-        self.pairs_per_forward = pairs_per_forward
         self.max_prompt_tokens = max_prompt_tokens
         self.shots = list(shots)
         self.name = name
@@ -111,67 +113,76 @@ class LabelScorer:
 
     @torch.no_grad()
     def score_batch(self, prompts: list[list[int]]) -> torch.Tensor:
-        """[B, L] log-likelihood of each label given each prompt, via one shared prompt cache."""
-        from transformers import DynamicCache
+        """[B, L] log-likelihood of each label given each prompt, in one forward pass.
 
-        model = self.model
-        device = next(model.parameters()).device
+        Each row is ``[left padding] + prompt + label_1 + label_2 + ...`` (labels without their final EOS
+        as inputs) with a block attention mask: prompt tokens attend causally to the prompt; each label's
+        tokens attend to the prompt and causally to their own label only, with positions continuing
+        from the prompt's end. So every label is scored exactly as if it followed the prompt alone, but
+        the prompt is encoded once and no key/value cache is copied.
+        """
+        device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id
         n, width = len(prompts), max(len(p) for p in prompts)
-        ids = torch.full((n, width), pad, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: every prompt ends at the last column
-            ids[i, width - len(p) :] = torch.tensor(p)
-            mask[i, width - len(p) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        pos = (mask.cumsum(-1) - 1).clamp_min(0)
-        parts = _decoder_and_head(model)
-        if parts is not None:  # the LM head only at the last prompt position
-            out = parts[0](input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-            first_logp = parts[1](out.last_hidden_state[:, -1]).float().log_softmax(-1)  # [B, V]
-        else:
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-            first_logp = out.logits[:, -1].float().log_softmax(-1)
-        kv = [(layer.keys, layer.values) for layer in _returned_cache(out).layers]
-        lengths = mask.sum(-1)
+        label_inputs = [lab[:-1] for lab in self.label_ids]  # the last token (EOS) is only ever a target
+        offsets, total = [], 0
+        for inp in label_inputs:
+            offsets.append(total)
+            total += len(inp)
+        seq = width + total
+        ids = torch.full((n, seq), pad, dtype=torch.long)
+        pos = torch.zeros((n, seq), dtype=torch.long)
+        allowed = torch.zeros((n, seq, seq), dtype=torch.bool)
+        causal = torch.ones((width, width), dtype=torch.bool).tril()
+        packed_ids = torch.tensor([t for inp in label_inputs for t in inp], dtype=torch.long)
+        # Within the label block: causal inside each label, nothing across labels.
+        block = torch.zeros((total, total), dtype=torch.bool)
+        rel_pos = torch.zeros(total, dtype=torch.long)
+        for off, inp in zip(offsets, label_inputs, strict=True):
+            k = len(inp)
+            block[off : off + k, off : off + k] = torch.ones((k, k), dtype=torch.bool).tril()
+            rel_pos[off : off + k] = torch.arange(k)
+        for i, p in enumerate(prompts):
+            start = width - len(p)
+            ids[i, start:width] = torch.tensor(p)
+            ids[i, width:] = packed_ids
+            pos[i, start:width] = torch.arange(len(p))
+            pos[i, width:] = len(p) + rel_pos
+            real = torch.zeros(width, dtype=torch.bool)
+            real[start:] = True
+            allowed[i, :width, :width] = causal & real[None, :]
+            allowed[i, width:, :width] = real[None, :]
+            allowed[i, width:, width:] = block
+            # Padding queries see only themselves: a fully masked row would turn into NaNs under SDPA.
+            pad_idx = torch.arange(start)
+            allowed[i, pad_idx, pad_idx] = True
+        ids, pos, allowed = ids.to(device), pos.to(device), allowed.to(device)
+        mask = allowed[:, None]
+        if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":
+            mask = torch.zeros(mask.shape, device=device).masked_fill(~mask, torch.finfo(torch.float32).min)
 
-        n_labels = len(self.labels)
+        # Positions whose next-token distribution is needed: the prompt's last token (first label token,
+        # shared by all labels) and every packed label input (its label's next token).
+        parts = _decoder_and_head(self.model)
+        if parts is not None:
+            hidden = parts[0](input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+            head = parts[1]
+        else:
+            hidden, head = None, None
+            logits_all = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
         first_tok = torch.tensor([lab[0] for lab in self.label_ids], device=device)
-        scores = first_logp[:, first_tok].clone()  # [B, L]; continuation terms are added below
-        cont_len = max(len(lab) for lab in self.label_ids) - 1
-        pairs = [(b, j) for b in range(n) for j in range(n_labels)]
-        for start in range(0, len(pairs), self.pairs_per_forward):
-            chunk = pairs[start : start + self.pairs_per_forward]
-            b_idx = torch.tensor([b for b, _ in chunk], device=device)
-            inp = torch.full((len(chunk), cont_len), pad, dtype=torch.long)
-            tgt = torch.full((len(chunk), cont_len), -100, dtype=torch.long)
-            cmask = torch.zeros((len(chunk), cont_len), dtype=torch.long)
-            for r, (_, j) in enumerate(chunk):
-                lab = self.label_ids[j]
-                inp[r, : len(lab) - 1] = torch.tensor(lab[:-1])
-                tgt[r, : len(lab) - 1] = torch.tensor(lab[1:])
-                cmask[r, : len(lab) - 1] = 1
-            inp, tgt, cmask = inp.to(device), tgt.to(device), cmask.to(device)
-            cache = DynamicCache(ddp_cache_data=[(k[b_idx], v[b_idx]) for k, v in kv], config=model.config)
-            full_mask = torch.cat([mask[b_idx], cmask], dim=1)
-            cpos = lengths[b_idx, None] + torch.arange(cont_len, device=device)[None]
-            sel = tgt != -100
-            if parts is not None:  # LM head only where a label token is scored
-                decoder, head = parts
-                hidden = decoder(
-                    input_ids=inp, attention_mask=full_mask, position_ids=cpos, **{CACHE_KWARG: cache}
-                ).last_hidden_state
-                logp = head(hidden[sel]).float().log_softmax(-1)
+        next_tok = torch.tensor([t for lab in self.label_ids for t in lab[1:]], device=device)
+        label_of = torch.tensor([j for j, inp in enumerate(label_inputs) for _ in inp], device=device)
+        scores = torch.zeros((n, len(self.labels)), device=device)
+        for i in range(n):
+            if hidden is not None:
+                rows = hidden[i, width - 1 :]  # last prompt position + all label positions
+                logp = _log_softmax_chunked(head, rows)
             else:
-                logits = model(
-                    input_ids=inp, attention_mask=full_mask, position_ids=cpos, **{CACHE_KWARG: cache}
-                ).logits
-                logp = logits[sel].float().log_softmax(-1)
-            tok_logp = logp.gather(1, tgt[sel][:, None]).squeeze(1)
-            row_of = torch.arange(len(chunk), device=device)[:, None].expand_as(tgt)[sel]
-            pair_sum = torch.zeros(len(chunk), device=device).index_add_(0, row_of, tok_logp)
-            for r, (b, j) in enumerate(chunk):
-                scores[b, j] += pair_sum[r]
+                logp = logits_all[i, width - 1 :].float().log_softmax(-1)
+            scores[i] = logp[0, first_tok]
+            tok_logp = logp[1:].gather(1, next_tok[:, None]).squeeze(1)
+            scores[i].index_add_(0, label_of, tok_logp)
         return scores
 
     def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
@@ -198,7 +209,7 @@ class LabelScorer:
                         prompt_tokens=len(prompts[i]),
                         completion_tokens=len(self.label_ids[best]),
                         raw_output=self.labels[best],
-                        label_probs={lab: round(float(x), 6) for lab, x in zip(self.labels, p, strict=True)},
+                        label_probs={lab: float(x) for lab, x in zip(self.labels, p, strict=True)},
                         details={"logp": float(scores[row, best]) if math.isfinite(scores[row, best]) else None},
                     )
         finally:

@@ -1,0 +1,171 @@
+"""One evaluation path: run a predictor over a split -> predictions + metrics + latency -> results record.
+
+Used by validation inside training, by ``slmforge-train``'s final test, by ``slmforge-evaluate`` and by the
+comparison sweeps, so a metric means the same thing everywhere.
+
+Latency is measured two ways: ``throughput`` is batched examples/s over the whole split (what a batch job
+sees); ``latency_ms`` is the distribution of *single-request* latency (batch size 1) over a probe of
+``latency_probe_n`` examples (what an online request sees). API predictors already time each request,
+so their per-row latencies are used directly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from slmforge.prediction.base import Prediction, Predictor
+from slmforge.records import (
+    PredictionRow,
+    ResultsRecord,
+    latency_summary,
+    write_predictions,
+    write_results,
+)
+from slmforge.tasks.base import Task
+
+VALIDATION_PREDICTIONS = "predictions_validation.jsonl"
+
+
+def predict_rows(
+    predictor: Predictor,
+    task: Task,
+    examples: Sequence[dict[str, Any]],
+    chunk: int | None = None,
+    progress: str | None = None,
+) -> list[PredictionRow]:
+    """Predict ``examples`` in chunks (for a progress bar) and let the task judge each prediction."""
+    rows: list[PredictionRow] = []
+    bar = tqdm(total=len(examples), desc=progress, unit="ex", disable=progress is None, leave=False)
+    chunk = chunk or max(1, int(getattr(predictor, "batch_size", 16)))
+    for start in range(0, len(examples), chunk):
+        batch = list(examples[start : start + chunk])
+        preds: list[Prediction] = predictor.predict(batch)
+        for ex, p in zip(batch, preds, strict=True):
+            rows.append(to_row(task, ex, p))
+        bar.update(len(batch))
+    bar.close()
+    return rows
+
+
+def to_row(task: Task, example: dict[str, Any], p: Prediction) -> PredictionRow:
+    gold = task.gold(example)
+    details = dict(p.details or {})
+    row_details = getattr(task, "row_details", None)
+    if row_details is not None and p.raw_output is not None:
+        details.update(row_details(p.raw_output, gold))
+    return PredictionRow(
+        id=str(example["id"]),
+        text=example["text"],
+        gold=gold,
+        pred=p.pred,
+        confidence=p.confidence,
+        correct=task.correct(p.pred, gold),
+        latency_ms=round(p.latency_ms, 3),
+        prompt_tokens=p.prompt_tokens,
+        completion_tokens=p.completion_tokens,
+        raw_output=p.raw_output,
+        label_probs=p.label_probs,
+        details=details or None,
+    )
+
+
+def single_request_latency(predictor: Predictor, examples: Sequence[dict[str, Any]], n: int) -> list[float]:
+    """Wall time of ``n`` one-example requests (after one warm-up), in ms."""
+    probe = list(examples[: n + 1])
+    out = []
+    for i, ex in enumerate(probe):
+        t0 = time.perf_counter()
+        predictor.predict([ex])
+        if i > 0:  # the first call pays one-off costs (allocations, lazy init)
+            out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def evaluate_split(
+    predictor: Predictor,
+    task: Task,
+    examples: Sequence[dict[str, Any]],
+    *,
+    name: str,
+    split: str,
+    predictor_info: dict[str, Any],
+    data_info: dict[str, Any],
+    out_dir: str | Path | None = None,
+    latency_probe_n: int = 16,
+    validation_examples: Sequence[dict[str, Any]] | None = None,
+    training: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+    config_path: str | None = None,
+) -> tuple[ResultsRecord, list[PredictionRow]]:
+    """Evaluate and (with ``out_dir``) write ``results.json`` + ``predictions.jsonl`` there.
+
+    ``validation_examples``: also predict these and write ``predictions_validation.jsonl`` (routing fits
+    its calibration temperature and threshold on them, never on the test split).
+    """
+    t0 = time.perf_counter()
+    rows = predict_rows(predictor, task, examples, progress=f"{name}/{split}")
+    wall = time.perf_counter() - t0
+    metrics = task.compute_metrics(rows)
+    measures_requests = getattr(predictor, "measures_request_latency", False)
+    if measures_requests:
+        latencies = [r.latency_ms for r in rows if not (r.details or {}).get("cache_hit")]
+    else:
+        latencies = single_request_latency(predictor, examples, latency_probe_n) if latency_probe_n else []
+    n = len(rows)
+    record = ResultsRecord(
+        run_id=uuid.uuid4().hex[:12],
+        name=name,
+        task=task.name,
+        split=split,
+        n=n,
+        predictor={**predictor_info, **predictor.describe()},
+        data=data_info,
+        metrics=metrics,
+        latency_ms=latency_summary(latencies),
+        throughput={
+            "examples_per_s": n / wall if wall > 0 else 0.0,
+            "batched_ms_per_example": 1000 * wall / max(n, 1),
+            "batch_size": float(getattr(predictor, "batch_size", 1)),
+        },
+        tokens={
+            "prompt_mean": sum(r.prompt_tokens for r in rows) / max(n, 1),
+            "completion_mean": sum(r.completion_tokens for r in rows) / max(n, 1),
+            "prompt_total": sum(r.prompt_tokens for r in rows),
+            "completion_total": sum(r.completion_tokens for r in rows),
+        },
+        training=training or {},
+        tags=tags or {},
+        config_path=config_path,
+        git_sha=git_sha(),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_predictions(out_dir / "predictions.jsonl", rows)
+        if validation_examples:
+            val_rows = predict_rows(predictor, task, validation_examples, progress=f"{name}/validation")
+            write_predictions(out_dir / VALIDATION_PREDICTIONS, val_rows)
+            record.metrics = {**metrics, "validation": _scalars(task.compute_metrics(val_rows))}
+        write_results(out_dir, record)
+    return record, rows
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float)}

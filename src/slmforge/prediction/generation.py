@@ -1,0 +1,295 @@
+"""Batched greedy generation for extraction and generation tasks (optionally schema-constrained).
+
+Prompts are rendered with the tokenizer's chat template and tokenised without special tokens, exactly as
+training rows are (:func:`slmforge.modeling.batching.encode_example`), so a fine-tuned model sees its
+training prompt. A batch is left padded (every prompt ends at the last column, so all rows generate
+their next token at the same column) with explicit position ids, and decoded with one shared key/value
+cache; greedy output is therefore the same token ids as decoding each example alone (tested).
+
+Stopping: a row stops at EOS or after ``max_new_tokens``; for JSON tasks (``task.output_format ==
+"json"``) also right after the token that closes the first balanced top-level ``{...}``, and any text that
+token carried after the brace is cut. Finished rows are fed padding while the rest of the batch
+continues; nothing they would "generate" is kept. Examples are sorted by prompt length so batches pad
+little, and returned in input order.
+
+Confidence is the sequence probability ``exp(sum of token log-probs)`` over the kept tokens (including
+EOS when the model emitted it), under the distribution decoding actually used: with ``constrained=True``
+that is the model's distribution renormalised over the allowed tokens (``details["model_logprob"]``
+keeps the unconstrained model's log-probability of the same output). ``details["mean_logprob"]`` is
+the length-normalised version, more comparable across answers of different lengths.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from slmforge.prediction.base import Prediction
+from slmforge.prediction.constrained import JsonConstraint
+from slmforge.prediction.label_scoring import CACHE_KWARG, _decoder_and_head, _returned_cache
+from slmforge.tasks.base import Task, render_prompt
+
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+class JsonEndScanner:
+    """Finds where the first balanced top-level JSON object ends, fed one piece of text at a time.
+
+    Text before the first ``{`` is skipped; braces inside strings (and escaped quotes) do not count.
+    The same rules as :func:`slmforge.tasks.schema.parse_output` uses to find the object.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_str = False
+        self.escaped = False
+        self.consumed = 0  # characters fed so far
+        self.end: int | None = None  # index just past the closing brace, once seen
+
+    def feed(self, text: str) -> bool:
+        """Consume ``text``; True once the object is closed (``self.end`` then says where)."""
+        if self.end is not None:
+            return True
+        for i, ch in enumerate(text):
+            if self.in_str:
+                if self.escaped:
+                    self.escaped = False
+                elif ch == "\\":
+                    self.escaped = True
+                elif ch == '"':
+                    self.in_str = False
+            elif self.depth == 0:
+                if ch == "{":
+                    self.depth = 1
+            elif ch == '"':
+                self.in_str = True
+            elif ch == "{":
+                self.depth += 1
+            elif ch == "}":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.end = self.consumed + i + 1
+                    self.consumed += len(text)
+                    return True
+        self.consumed += len(text)
+        return False
+
+
+def json_object_end(text: str) -> int | None:
+    """Index just past the first balanced top-level ``{...}`` in ``text``, or None if it never closes."""
+    scanner = JsonEndScanner()
+    scanner.feed(text)
+    return scanner.end
+
+
+@dataclass
+class Generated:
+    """One row's decoding result: kept token ids (with EOS / the closing-brace token), their log-probs."""
+
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    model_logprobs: list[float] = field(default_factory=list)
+    stop_reason: str = "max_new_tokens"  # | "eos" | "json_end"
+
+
+class GenerationPredictor:
+    """Greedy generation, batched with left padding and a shared KV cache.
+
+    max_new_tokens: None -> the task's bound (``task.set_length_bound``) or 256.
+    constrained: decode with the task's schema enforced (extraction only; see
+        :mod:`slmforge.prediction.constrained`); ``constraint_options`` are passed to
+        :meth:`JsonConstraint.for_schema` (``max_string_chars``, ``max_list_items``, ...).
+    stop_at_json_end: for JSON tasks, stop right after the first complete object.
+    batch_size=1 decodes each example alone (what an online request sees).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        task: Task,
+        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+        constrained: bool = False,
+        shots: Sequence[dict[str, Any]] = (),
+        stop_at_json_end: bool = True,
+        max_prompt_tokens: int = 2048,
+        constraint_options: dict[str, Any] | None = None,
+        name: str = "local",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.task = task
+        self.batch_size = batch_size
+        self._max_new_tokens = max_new_tokens
+        self.constrained = constrained
+        self.shots = list(shots)
+        self.stop_at_json_end = stop_at_json_end
+        self.max_prompt_tokens = max_prompt_tokens
+        self.name = name
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.constraint: JsonConstraint | None = None
+        if constrained:
+            schema = getattr(task, "schema", None)
+            if schema is None:
+                raise ValueError(
+                    f"constrained decoding needs a task with an extraction schema; task '{task.name}' has none "
+                    f"(set constrained=false)"
+                )
+            self.constraint = JsonConstraint.for_schema(tokenizer, schema, **(constraint_options or {}))
+
+    @property
+    def max_new_tokens(self) -> int:
+        # Read at predict time: the task's bound is usually set after the predictor is built.
+        return self._max_new_tokens or getattr(self.task, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
+
+    @property
+    def json_stop(self) -> bool:
+        return self.stop_at_json_end and getattr(self.task, "output_format", "text") == "json"
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "decoding": "constrained_greedy" if self.constrained else "greedy",
+            "batch_size": self.batch_size,
+            "k": len(self.shots),
+            "max_new_tokens": self.max_new_tokens,
+            "stop_at_json_end": self.json_stop,
+        }
+        if self.constraint is not None:
+            out["constraint"] = self.constraint.describe()
+        return out
+
+    def prompt_ids(self, example: dict[str, Any]) -> list[int]:
+        prompt = render_prompt(self.tokenizer, self.task.messages(example, self.shots))
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.max_prompt_tokens:
+            # Same cut as training: keep the template head and the tail with the assistant marker.
+            head = min(32, self.max_prompt_tokens // 4)
+            ids = ids[:head] + ids[len(ids) - (self.max_prompt_tokens - head) :]
+        return ids
+
+    # ------------------------------------------------------------------ decoding
+
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any
+    ) -> tuple[torch.Tensor, Any]:
+        """Next-token logits ``[B, V]`` (float32) at the last column, and the updated cache."""
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
+        if cache is not None:
+            kwargs[CACHE_KWARG] = cache
+        parts = _decoder_and_head(self.model)
+        if parts is not None:  # the LM head only at the last position, not over the whole prompt
+            out = parts[0](**kwargs)
+            logits = parts[1](out.last_hidden_state[:, -1])
+        else:
+            out = self.model(**kwargs)
+            logits = out.logits[:, -1]
+        return logits.float(), _returned_cache(out)
+
+    @torch.no_grad()
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int | None = None) -> list[Generated]:
+        """Greedy-decode a batch of prompt token ids; one :class:`Generated` per prompt, in order."""
+        max_new = max_new_tokens or self.max_new_tokens
+        device = next(self.model.parameters()).device
+        n, width = len(prompts), max(len(p) for p in prompts)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        lengths = mask.sum(-1)
+
+        results = [Generated() for _ in range(n)]
+        active = [True] * n
+        scanners = [JsonEndScanner() if self.json_stop else None for _ in range(n)]
+        session = None
+        logits, cache = self._forward(ids, mask, pos, None)
+        if self.constraint is not None:
+            session = self.constraint.session(logits.shape[-1], device)
+        for step in range(max_new):
+            logp = logits.log_softmax(-1)
+            if session is not None:
+                allowed = session.mask([r.token_ids if a else None for r, a in zip(results, active, strict=True)])
+                used_logp = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)
+            else:
+                used_logp = logp
+            choice = used_logp.argmax(-1)
+            chosen = choice.tolist()
+            tok_lp = used_logp.gather(1, choice[:, None]).squeeze(1).tolist()
+            model_lp = logp.gather(1, choice[:, None]).squeeze(1).tolist() if session is not None else tok_lp
+            for r in range(n):
+                if not active[r]:
+                    continue
+                tok, res = chosen[r], results[r]
+                res.token_ids.append(tok)
+                res.logprobs.append(tok_lp[r])
+                res.model_logprobs.append(model_lp[r])
+                if tok == self.eos_id:
+                    res.stop_reason, active[r] = "eos", False
+                elif scanners[r] is not None and scanners[r].feed(self.tokenizer.decode([tok])):
+                    res.stop_reason, active[r] = "json_end", False
+            if not any(active) or step == max_new - 1:
+                break
+            # Finished rows get padding; their outputs are ignored (rows never attend to each other).
+            next_ids = torch.tensor(
+                [tok if a else self.pad_id for tok, a in zip(chosen, active, strict=True)], device=device
+            )
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
+            logits, cache = self._forward(next_ids[:, None], mask, (lengths + step)[:, None], cache)
+        return results
+
+    def _text(self, res: Generated) -> str:
+        ids = res.token_ids[:-1] if res.stop_reason == "eos" else res.token_ids
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if res.stop_reason == "json_end":
+            end = json_object_end(text)
+            if end is not None:  # the closing token may carry more text ("}\n"): cut it
+                text = text[:end]
+        return text
+
+    def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
+        was_training = self.model.training
+        self.model.eval()
+        prompts = [self.prompt_ids(ex) for ex in examples]
+        order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))
+        results: list[Prediction | None] = [None] * len(examples)
+        try:
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                t0 = time.perf_counter()
+                generated = self.generate_batch([prompts[i] for i in idx])
+                elapsed_ms = (time.perf_counter() - t0) * 1000 / len(idx)
+                for res, i in zip(generated, idx, strict=True):
+                    raw = self._text(res)
+                    pred, parse_details = self.task.parse(raw)
+                    total = sum(res.logprobs)
+                    details: dict[str, Any] = {
+                        "logprob": total,
+                        "mean_logprob": total / len(res.logprobs) if res.logprobs else 0.0,
+                        "stop_reason": res.stop_reason,
+                        **parse_details,
+                    }
+                    if self.constraint is not None:
+                        details["model_logprob"] = sum(res.model_logprobs)
+                    results[i] = Prediction(
+                        pred=pred,
+                        confidence=math.exp(total) if math.isfinite(total) else 0.0,
+                        latency_ms=elapsed_ms,
+                        prompt_tokens=len(prompts[i]),
+                        completion_tokens=len(res.token_ids),
+                        raw_output=raw,
+                        details=details,
+                    )
+        finally:
+            self.model.train(was_training)
+        return [r for r in results if r is not None]

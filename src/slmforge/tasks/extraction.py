@@ -1,0 +1,181 @@
+"""Structured extraction: a document in, one flat JSON object with the configured fields out.
+
+The schema (see :mod:`slmforge.tasks.schema`) is the single source of truth: it is described in the prompt,
+renders gold records as the one canonical training target (compact JSON, schema key order, typed values),
+checks model output (:func:`~slmforge.tasks.schema.parse_output`, never raising) and drives constrained
+decoding (:mod:`slmforge.prediction.constrained`). Metrics are field-level precision/recall/F1 after
+normalisation, JSON validity, schema adherence and record exact match
+(:class:`~slmforge.metrics.extraction.FieldExtractionMetrics`); the per-example ``correct`` is the
+fraction of schema fields the prediction got right.
+
+Example config::
+
+    task:
+      _target_: slmforge.tasks.extraction.ExtractionTask
+      schema:
+        vendor: {type: string}
+        date: {type: date}
+        total: {type: number}
+        currency: {type: enum, values: [USD, EUR, GBP]}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+from slmforge.metrics.extraction import FieldExtractionMetrics, score_example
+from slmforge.records import PredictionRow
+from slmforge.tasks.base import Task, TaskError
+from slmforge.tasks.generation import target_length_bound
+from slmforge.tasks.schema import Normalization, ParsedOutput, Schema, canonical_json, parse_output
+
+
+def _as_normalization(normalization: Normalization | Mapping[str, Any] | None) -> Normalization:
+    if normalization is None:
+        return Normalization()
+    if isinstance(normalization, Normalization):
+        return normalization
+    known = set(Normalization.__dataclass_fields__)
+    unknown = sorted(str(k) for k in normalization if k not in known)
+    if unknown:
+        raise TaskError(f"task.normalization has unknown key(s) {unknown}; allowed keys: {sorted(known)}")
+    return Normalization(**dict(normalization))
+
+
+class ExtractionTask(Task):
+    """Prompt = instruction (+ field list) + document; target = the canonical JSON of the gold fields.
+
+    schema: ``{field: {type, required, values, description}}`` (see :meth:`Schema.from_config`) or a Schema.
+    schema_in_prompt: list the fields, their types and formats in the prompt. Needed zero-shot (the model
+        cannot guess the keys); a fine-tuned model learns them and could drop it to save prompt tokens.
+    normalization: :class:`Normalization` options for metrics (case, whitespace, numbers, dates, dayfirst).
+    Gold records are read from ``example["fields"]``; keys that are not in the schema are ignored, so a
+    schema may extract a subset of the annotated fields.
+    """
+
+    name = "extraction"
+    decoding = "generation"
+    target_key = "fields"
+    # Predictors stop generating at the end of the first complete JSON object (see prediction.generation).
+    output_format = "json"
+
+    def __init__(
+        self,
+        schema: Schema | Mapping[str, Any],
+        schema_in_prompt: bool = True,
+        normalization: Normalization | Mapping[str, Any] | None = None,
+        system_prompt: str | None = None,
+        instruction: str = "Extract the fields below from the document. Reply with one JSON object only.",
+    ) -> None:
+        super().__init__(system_prompt=system_prompt, instruction=instruction)
+        if isinstance(schema, Schema):
+            self.schema = schema
+        else:
+            try:
+                self.schema = Schema.from_config(schema)
+            except ValueError as e:
+                raise TaskError(f"task.schema: {e}") from e
+        self.schema_in_prompt = schema_in_prompt
+        self.normalization = _as_normalization(normalization)
+        self.max_new_tokens: int | None = None
+
+    # ------------------------------------------------------------------ data
+
+    def setup(self, train: Sequence[dict[str, Any]], others: dict[str, Sequence[dict[str, Any]]]) -> None:
+        """Check that every gold record renders as a target that fits the schema, naming the first bad row."""
+        for split, rows in {"train": train, **others}.items():
+            for i, ex in enumerate(rows):
+                where = f"{split} split, row {i} (id={ex.get('id', '?')})"
+                fields = ex.get("fields")
+                if not isinstance(fields, Mapping):
+                    raise TaskError(
+                        f"{where}: 'fields' must be a mapping of field name -> gold value, got "
+                        f"{type(fields).__name__}; map your label column with data.fields_field"
+                    )
+                try:
+                    canonical_json(fields, self.schema, dayfirst=self.normalization.dayfirst)
+                except ValueError as e:
+                    raise TaskError(
+                        f"{where}: gold record does not fit task.schema: {e}. Fix or drop the record, mark "
+                        f"the field `required: false`, or change its type in task.schema"
+                    ) from None
+
+    def set_length_bound(self, tokenizer: Any, train: Sequence[dict[str, Any]]) -> int:
+        """Set (and return) ``max_new_tokens`` = longest training target in tokens + EOS + 8."""
+        self.max_new_tokens = target_length_bound(self, tokenizer, train)
+        return self.max_new_tokens
+
+    # ------------------------------------------------------------------ prompts
+
+    def user_content(self, example: dict[str, Any]) -> str:
+        parts = [self.instruction]
+        if self.schema_in_prompt:
+            parts.append("Fields:\n" + self.schema.describe())
+        parts.append(f"Document:\n{example['text']}")
+        return "\n".join(parts)
+
+    def target(self, example: dict[str, Any]) -> str:
+        try:
+            return canonical_json(example["fields"], self.schema, dayfirst=self.normalization.dayfirst)
+        except ValueError as e:
+            raise TaskError(f"example {example.get('id', '?')}: {e}") from None
+
+    # ------------------------------------------------------------------ judging
+
+    def parse_output(self, raw: Any) -> ParsedOutput:
+        """The full :class:`ParsedOutput` for ``raw`` (a string, or an already parsed dict)."""
+        if isinstance(raw, Mapping):
+            raw = json.dumps(dict(raw), ensure_ascii=False)
+        return parse_output("" if raw is None else str(raw), self.schema)
+
+    def parse(self, raw: str) -> tuple[Any, dict[str, Any]]:
+        """(the JSON object or None, {"valid_json", "schema_ok", "errors"}). Never raises."""
+        p = self.parse_output(raw)
+        return (p.parsed if p.is_object else None), {
+            "valid_json": p.valid_json,
+            "schema_ok": p.schema_ok,
+            "errors": p.errors,
+        }
+
+    def field_correct(self, pred: Any, gold: Mapping[str, Any] | None) -> dict[str, bool]:
+        """Per-field correctness of ``pred`` (raw text, parsed dict or None) against the gold record."""
+        return score_example(self.parse_output(pred), gold or {}, self.schema, self.normalization)
+
+    def correct(self, pred: Any, gold: Any) -> float:
+        """Fraction of schema fields right (a missing or unparseable prediction scores 0)."""
+        verdicts = self.field_correct(pred, gold)
+        return sum(verdicts.values()) / len(verdicts)
+
+    def row_details(self, raw: str, gold: Any) -> dict[str, Any]:
+        """What ``predictions.jsonl`` keeps per example: field verdicts, validity and the schema errors."""
+        p = self.parse_output(raw)
+        return {
+            "field_correct": score_example(p, gold or {}, self.schema, self.normalization),
+            "valid_json": p.valid_json,
+            "schema_ok": p.schema_ok,
+            "errors": p.errors,
+        }
+
+    def compute_metrics(self, rows: Sequence[PredictionRow]) -> dict[str, Any]:
+        """:class:`FieldExtractionMetrics` over the rows' model text (``raw_output``; ``pred`` if absent)."""
+        metric = FieldExtractionMetrics(self.schema, self.normalization)
+        if rows:
+            outputs = [self.parse_output(r.raw_output if r.raw_output is not None else r.pred) for r in rows]
+            metric.update(outputs, [r.gold or {} for r in rows])
+        return metric.compute()
+
+    @property
+    def primary_metric(self) -> str:
+        return "field_micro_f1"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "fields": self.schema.names,
+            "schema_in_prompt": self.schema_in_prompt,
+            "normalization": asdict(self.normalization),
+            "max_new_tokens": self.max_new_tokens,
+        }

@@ -1,0 +1,88 @@
+"""The LightningModule's loss: learning, sparse LM head parity, and accumulation = one large batch."""
+
+from __future__ import annotations
+
+import copy
+
+import lightning as L
+import torch
+
+from slmforge.data.datamodule import SLMDataModule
+from slmforge.modeling.adapters import AdapterSpec, apply_adapter
+from slmforge.modeling.batching import WindowCollator, encode_example
+from slmforge.modeling.loading import ModelSpec, load_model
+from slmforge.modeling.module import CausalLMModule, warmup_cosine
+from slmforge.tasks.classification import ClassificationTask
+
+TOY = [
+    {"id": f"t{i}", "text": text, "label": label}
+    for i, (text, label) in enumerate(
+        [("my card was charged twice", "billing"), ("the parcel never arrived", "shipping")] * 8
+    )
+]
+
+
+def _task() -> ClassificationTask:
+    t = ClassificationTask(system_prompt="x", instruction="Classify.", label_list_in_prompt=False)
+    t.setup(TOY, {})
+    return t
+
+
+def test_loss_falls_on_learnable_toy_set(tmp_path):
+    L.seed_everything(0)
+    lm = load_model(ModelSpec(name="tiny", source="tiny"))
+    task = _task()
+    lm.model = apply_adapter(lm.model, AdapterSpec(kind="none"))
+    dm = SLMDataModule(task, lm.tokenizer, TOY, TOY[:4], micro_batch_size=8, accumulate=1)
+    module = CausalLMModule(lm.model, lr=3e-3, warmup_ratio=0.0)
+    dm.setup()
+    window = WindowCollator(dm.rows, lm.tokenizer.pad_token_id, 16)(list(range(16)))
+    before = sum(module.supervised_loss(mb)[0] for mb in window["micro_batches"]) / window["n_supervised"]
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=30, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        limit_val_batches=0, default_root_dir=tmp_path, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, datamodule=dm)
+    with torch.no_grad():
+        after = sum(module.supervised_loss(mb)[0] for mb in window["micro_batches"]) / window["n_supervised"]
+    assert trainer.global_step == 30
+    assert float(after) < 0.25 * float(before), (float(before), float(after))
+
+
+def test_sparse_lm_head_gives_the_same_loss_as_full_logits():
+    lm = load_model(ModelSpec(name="tiny", source="tiny"))
+    lm.model = apply_adapter(lm.model, AdapterSpec(kind="lora", r=4, alpha=8, dropout=0.0))
+    task = _task()
+    rows = [encode_example(task, lm.tokenizer, ex, 512) for ex in TOY[:6]]
+    batch = WindowCollator(rows, lm.tokenizer.pad_token_id, 6)(list(range(6)))["micro_batches"][0]
+    sparse = CausalLMModule(lm.model, sparse_lm_head=True).supervised_loss(batch)
+    full = CausalLMModule(lm.model, sparse_lm_head=False).supervised_loss(batch)
+    assert sparse[1] == full[1] == sum(r.n_supervised for r in rows)
+    torch.testing.assert_close(sparse[0], full[0], rtol=1e-5, atol=1e-5)
+
+
+def test_gradient_accumulation_equals_one_large_batch():
+    """Windows normalise by the window's supervised tokens: 3 micro-batches of 2 == 1 batch of 6."""
+    lm = load_model(ModelSpec(name="tiny", source="tiny"))
+    task = _task()
+    # Answers of different lengths make per-micro-batch averaging differ from the large batch.
+    exs = [dict(ex, label=lab) for ex, lab in zip(TOY[:6], ["billing", "shipping and handling"] * 3, strict=True)]
+    task.labels = ["billing", "shipping and handling"]
+    rows = [encode_example(task, lm.tokenizer, ex, 512) for ex in exs]
+    grads = []
+    for micro in (6, 2):
+        model = copy.deepcopy(lm.model)
+        module = CausalLMModule(model)
+        window = WindowCollator(rows, lm.tokenizer.pad_token_id, micro)(list(range(6)))
+        for mb in window["micro_batches"]:
+            (module.supervised_loss(mb)[0] / window["n_supervised"]).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_warmup_cosine_schedule_values():
+    assert warmup_cosine(0, 100, 10, 0.1) == 0.1
+    assert warmup_cosine(9, 100, 10, 0.1) == 1.0
+    assert abs(warmup_cosine(10, 100, 10, 0.1) - 1.0) < 1e-12
+    assert abs(warmup_cosine(100, 100, 10, 0.1) - 0.1) < 1e-12
+    assert abs(warmup_cosine(55, 100, 10, 0.0) - 0.5) < 1e-12

@@ -1,0 +1,310 @@
+"""APIPredictor against a real OpenAI-compatible server on loopback (the tiny model, faults injected on
+purpose): parsing, token accounting, retries, timeouts, malformed replies, the cache, the request budget
+and the concurrency limit, each checked against the server's own request counters."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from slmforge.modeling.loading import LoadedModel, ModelSpec, load_model
+from slmforge.prediction.api import APIConfigError, APIPredictor, BudgetExceeded, is_loopback
+from slmforge.prediction.response_cache import ResponseCache, cache_key
+from slmforge.serving import ServerHandle, start_server
+from slmforge.tasks.base import render_prompt
+from slmforge.tasks.classification import ClassificationTask
+
+LABELS = ["billing", "technical", "account"]
+EXAMPLES = [
+    {"id": "0", "text": "I was charged twice this month.", "label": "billing"},
+    {"id": "1", "text": "The app crashes whenever I open settings, every single time.", "label": "technical"},
+    {"id": "2", "text": "Please delete my account.", "label": "account"},
+    {"id": "3", "text": "Refund?", "label": "billing"},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LoadedModel:
+    return load_model(ModelSpec(name="tiny", source="tiny"))
+
+
+@pytest.fixture
+def task() -> ClassificationTask:
+    return ClassificationTask(labels=LABELS)
+
+
+@pytest.fixture
+def serve(tiny: LoadedModel) -> Iterator[Callable[..., ServerHandle]]:
+    """Start servers with the given faults; stop them after the test, once no request is still running
+    (a timed-out request keeps generating server-side and must not overlap the next test)."""
+    handles: list[ServerHandle] = []
+
+    def start(**faults: object) -> ServerHandle:
+        handles.append(start_server(tiny.model, tiny.tokenizer, model_name="tiny", **faults))
+        return handles[-1]
+
+    yield start
+    for h in handles:
+        deadline = time.monotonic() + 10
+        while h.stats()["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        h.stop()
+
+
+def _predictor(task: ClassificationTask, server: ServerHandle, **kw: object) -> APIPredictor:
+    defaults: dict[str, object] = {"max_tokens": 4, "backoff_s": 0.01, "timeout_s": 20}
+    return APIPredictor(task, model="tiny", base_url=server.url, **{**defaults, **kw})
+
+
+def test_success_path_parses_counts_tokens_and_keeps_order(tiny, task, serve) -> None:
+    server = serve()
+    preds = _predictor(task, server, concurrency=3).predict(EXAMPLES)
+
+    assert len(preds) == len(EXAMPLES)
+    tok = tiny.tokenizer
+    for ex, p in zip(EXAMPLES, preds, strict=True):
+        # In input order: each prediction's prompt size is its own example's.
+        expected_prompt = len(
+            tok(render_prompt(tok, task.messages(ex)), add_special_tokens=False)["input_ids"]
+        )
+        assert p.prompt_tokens == expected_prompt
+        assert p.completion_tokens == 4  # the random model never emits EOS within 4 tokens
+        assert isinstance(p.raw_output, str)
+        assert "error" not in p.details and p.details["cache_hit"] is False and p.details["attempts"] == 1
+        # The reply went through ClassificationTask.parse: the random model's junk maps to no label.
+        assert task.parse(p.raw_output) == (p.pred, {"match": p.details["match"]})
+        assert p.pred is None and p.details["match"] == "none"
+        assert p.confidence is not None and 0 < p.confidence < 1
+        assert p.latency_ms > 0
+    assert len({p.prompt_tokens for p in preds}) == len(EXAMPLES)
+    assert server.stats()["by_status"] == {"200": len(EXAMPLES)}
+
+
+def test_confidence_is_the_product_of_token_probabilities(task, serve) -> None:
+    import openai
+
+    server = serve()
+    [p] = _predictor(task, server).predict(EXAMPLES[:1])
+    reply = openai.OpenAI(base_url=server.url, api_key="x").chat.completions.create(
+        model="tiny", messages=task.messages(EXAMPLES[0]), max_tokens=4, temperature=0, logprobs=True
+    )
+    assert p.raw_output == reply.choices[0].message.content
+    assert p.confidence == pytest.approx(math.exp(sum(t.logprob for t in reply.choices[0].logprobs.content)))
+    [q] = _predictor(task, server, logprobs=False).predict(EXAMPLES[:1])
+    assert q.confidence is None and q.raw_output == p.raw_output
+
+
+def test_rate_limit_is_retried_then_succeeds(task, serve) -> None:
+    server = serve(fail_first_n=2, fail_status=429)
+    [p] = _predictor(task, server, max_retries=4).predict(EXAMPLES[:1])
+    assert "error" not in p.details and p.raw_output is not None and p.completion_tokens == 4
+    assert p.details["attempts"] == 3
+    stats = server.stats()
+    assert stats["requests"] == 3 and stats["by_status"] == {"429": 2, "200": 1}
+
+
+def test_retry_after_is_honoured_and_not_counted_as_latency(task, serve) -> None:
+    server = serve(fail_first_n=1, fail_status=503, retry_after_s=0.4)
+    [p] = _predictor(task, server).predict(EXAMPLES[:1])
+    assert p.details["attempts"] == 2
+    assert p.details["total_ms"] >= 400  # waited as the server asked, not the 10 ms backoff
+    assert p.latency_ms < p.details["total_ms"] - 350  # latency is the successful attempt only
+
+
+def test_persistent_5xx_gives_up_after_max_retries(task, serve) -> None:
+    server = serve(fail_first_n=100, fail_status=503)
+    [p] = _predictor(task, server, max_retries=2).predict(EXAMPLES[:1])
+    assert p.pred is None and p.confidence is None and p.raw_output is None
+    assert "HTTP 503" in p.details["error"] and "after 3 attempts" in p.details["error"]
+    assert server.stats()["requests"] == 3
+
+
+def test_client_errors_are_not_retried(task, serve) -> None:
+    server = serve()
+    predictor = APIPredictor(task, model="not-served", base_url=server.url, max_retries=4, backoff_s=0.01)
+    [p] = predictor.predict(EXAMPLES[:1])
+    assert "HTTP 404" in p.details["error"] and p.details["attempts"] == 1
+    assert server.stats()["requests"] == 1
+
+
+def test_timeout_is_recorded_after_all_attempts(task, serve) -> None:
+    server = serve(delay_ms=800)
+    [p] = _predictor(task, server, timeout_s=0.25, max_retries=1).predict(EXAMPLES[:1])
+    assert p.pred is None and p.raw_output is None
+    assert "timeout" in p.details["error"] and p.details["attempts"] == 2
+    assert server.stats()["requests"] == 2
+
+
+def test_malformed_replies_are_recorded_not_raised(task, serve) -> None:
+    server = serve(malformed_first_n=2)  # one broken JSON, one valid JSON of the wrong shape
+    preds = _predictor(task, server, concurrency=1, max_retries=3).predict(EXAMPLES[:3])
+    for p in preds[:2]:
+        assert p.pred is None and p.confidence is None and p.raw_output is None
+        assert p.details["error"].startswith("malformed reply") and p.details["attempts"] == 1
+    assert "error" not in preds[2].details and preds[2].raw_output is not None
+    assert server.stats()["requests"] == 3
+
+
+def test_cache_hit_makes_no_request_and_reproduces_predictions(task, serve, tmp_path) -> None:
+    server = serve()
+    first = _predictor(task, server, cache_dir=str(tmp_path)).predict(EXAMPLES)
+    assert server.stats()["requests"] == len(EXAMPLES)
+
+    again = _predictor(task, server, cache_dir=str(tmp_path))  # a new process would see the same file
+    second = again.predict(EXAMPLES)
+    assert server.stats()["requests"] == len(EXAMPLES)  # nothing was sent
+    assert again.cache is not None and again.cache.stats() == {"hits": len(EXAMPLES), "misses": 0}
+    assert again.requests_made == 0
+    for a, b in zip(first, second, strict=True):
+        assert (a.pred, a.raw_output, a.confidence, a.prompt_tokens, a.completion_tokens) == (
+            b.pred,
+            b.raw_output,
+            b.confidence,
+            b.prompt_tokens,
+            b.completion_tokens,
+        )
+        assert b.latency_ms == a.latency_ms  # the original request's latency, kept in the cache entry
+        assert b.details["cache_hit"] is True and a.details["cache_hit"] is False
+
+    # Different generation parameters are a different request.
+    _predictor(task, server, cache_dir=str(tmp_path), max_tokens=3).predict(EXAMPLES[:1])
+    assert server.stats()["requests"] == len(EXAMPLES) + 1
+
+
+def test_budget_exhaustion_raises_before_sending_and_keeps_partial_results(task, serve) -> None:
+    server = serve()
+    predictor = _predictor(task, server, concurrency=1, request_budget=3)
+    with pytest.raises(BudgetExceeded) as info:
+        predictor.predict(EXAMPLES)
+    err = info.value
+    assert server.stats()["requests"] == 3 and err.requests_made == 3 and err.request_budget == 3
+    assert "3 HTTP request(s)" in str(err) and "request_budget" in str(err) and "3/4 examples" in str(err)
+    assert len(err.predictions) == len(EXAMPLES)
+    assert all(p is not None and p.raw_output is not None for p in err.predictions[:3])
+    assert err.predictions[3] is None and sorted(err.completed) == [0, 1, 2]
+    # Spent stays spent: nothing more is sent.
+    with pytest.raises(BudgetExceeded):
+        predictor.predict(EXAMPLES[:1])
+    assert server.stats()["requests"] == 3
+
+
+def test_retries_count_against_the_budget(task, serve) -> None:
+    server = serve(fail_first_n=2, fail_status=429)
+    with pytest.raises(BudgetExceeded) as info:
+        _predictor(task, server, request_budget=2).predict(EXAMPLES[:1])
+    assert info.value.predictions == [None] and server.stats()["requests"] == 2
+
+
+def test_concurrency_is_bounded(task, serve) -> None:
+    server = serve(delay_ms=150)  # long enough for requests to overlap whenever the client allows it
+    preds = _predictor(task, server, concurrency=2).predict(EXAMPLES + EXAMPLES)
+    assert len(preds) == 8 and all("error" not in p.details for p in preds)
+    assert server.stats()["max_in_flight"] == 2
+
+
+def test_missing_api_key_is_an_error_unless_loopback(task, serve, monkeypatch) -> None:
+    monkeypatch.delenv("SLMFORGE_TEST_KEY", raising=False)
+    with pytest.raises(APIConfigError, match="SLMFORGE_TEST_KEY"):
+        APIPredictor(
+            task, model="gpt-4o-mini", base_url="https://api.example.com/v1", api_key_env="SLMFORGE_TEST_KEY"
+        )
+    assert is_loopback("http://localhost:8000/v1") and is_loopback("http://[::1]:1/v1")
+    assert not is_loopback("https://api.openai.com/v1")
+    # A loopback server needs no key.
+    assert _predictor(task, serve(), api_key_env="SLMFORGE_TEST_KEY").predict(EXAMPLES[:1])[0].raw_output
+
+
+def test_api_key_is_sent_from_the_named_variable(tiny, task, monkeypatch) -> None:
+    with start_server(tiny.model, tiny.tokenizer, model_name="tiny", api_key="sekrit") as server:
+        monkeypatch.setenv("SLMFORGE_TEST_KEY", "sekrit")
+        [ok] = _predictor(task, server, api_key_env="SLMFORGE_TEST_KEY").predict(EXAMPLES[:1])
+        monkeypatch.setenv("SLMFORGE_TEST_KEY", "wrong")
+        [bad] = _predictor(task, server, api_key_env="SLMFORGE_TEST_KEY", max_retries=3).predict(EXAMPLES[:1])
+        assert server.stats()["by_status"] == {"200": 1, "401": 1}  # a 401 is not retried
+    assert "error" not in ok.details
+    assert "HTTP 401" in bad.details["error"]
+
+
+def test_describe(task, serve) -> None:
+    shots = [{"text": "double charge", "label": "billing"}]
+    d = _predictor(task, serve(), shots=shots).describe()
+    assert {k: d[k] for k in ("kind", "model", "decoding", "k", "method")} == {
+        "kind": "api",
+        "model": "tiny",
+        "decoding": "generate_then_parse",
+        "k": 1,
+        "method": "k_shot",
+    }
+    assert d["base_url"].startswith("http://127.0.0.1:")
+
+
+def test_response_cache_is_thread_safe_and_keys_are_canonical(tmp_path) -> None:
+    msgs = [{"role": "user", "content": "hi"}]
+    assert cache_key("m", msgs, {"a": 1, "b": 2}) == cache_key("m", msgs, {"b": 2, "a": 1})
+    assert cache_key("m", msgs, {"a": 1}) != cache_key("m2", msgs, {"a": 1})
+    cache = ResponseCache(tmp_path)
+
+    def worker(w: int) -> None:
+        for i in range(50):
+            cache.put(f"{w}-{i}", {"content": f"{w}/{i}"})
+            assert cache.get(f"{w}-{i}") == {"content": f"{w}/{i}"}
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(cache) == 400 and cache.stats() == {"hits": 400, "misses": 0}
+    assert cache.get("absent") is None and cache.misses == 1
+    cache.close()
+    with ResponseCache(tmp_path) as reopened:  # persisted on disk
+        assert reopened.get("7-49") == {"content": "7/49"}
+
+
+def test_no_examples_no_requests(task, serve) -> None:
+    server = serve()
+    assert _predictor(task, server).predict([]) == []
+    assert server.stats()["requests"] == 0
+
+
+def test_baseline_config_instantiates_with_the_task_injected(task, serve, tmp_path, monkeypatch) -> None:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from slmforge.config import config_dir
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    cfg = OmegaConf.load(f"{config_dir()}/baseline/api.yaml")
+    assert cfg.base_url == "https://api.openai.com/v1" and cfg.model == "gpt-4o-mini"
+    assert cfg.api_key_env == "OPENAI_API_KEY" and cfg._partial_ is True
+    server = serve()
+    cfg.base_url, cfg.model, cfg.cache_dir, cfg.max_tokens = server.url, "tiny", str(tmp_path), 4
+    factory = instantiate(cfg)
+    predictor = factory(task=task, shots=[EXAMPLES[3]])
+    assert isinstance(predictor, APIPredictor) and predictor.describe()["k"] == 1
+    [p] = predictor.predict(EXAMPLES[:1])
+    assert p.raw_output is not None and server.stats()["requests"] == 1
+
+
+@pytest.mark.slow
+def test_real_smollm2_answers_parse_to_labels() -> None:
+    """The success path with a model that can follow the instruction (the real SmolLM2-135M-Instruct)."""
+    from slmforge.modeling.loading import _SMOLLM2_GGUF
+
+    lm = load_model(ModelSpec(**_SMOLLM2_GGUF))
+    sentiment = ClassificationTask(labels=["positive", "negative"])
+    examples = [
+        {"text": "I love this product, it works perfectly!", "label": "positive"},
+        {"text": "Absolutely wonderful experience, thank you!", "label": "positive"},
+    ]
+    with start_server(lm.model, lm.tokenizer, model_name="smollm2-135m") as server:
+        preds = APIPredictor(sentiment, model="smollm2-135m", base_url=server.url, max_tokens=4).predict(
+            examples
+        )
+    assert [p.pred for p in preds] == ["positive", "positive"]
+    assert all(p.details["match"] in {"exact", "normalised", "mentioned"} for p in preds)
+    assert all(0 < p.confidence < 1 and p.completion_tokens == 4 for p in preds)
