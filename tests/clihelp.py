@@ -11,10 +11,20 @@ BIN = Path(sys.executable).parent
 FAST = ["model=tiny", "debug=fast"]
 
 
-def run_cli(script: str, *args: str, cwd: Path, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    script: str, *args: str, cwd: Path, timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
     exe = BIN / script
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", f"slmforge.{script.removeprefix('slmforge-')}"]
+    cmd = (
+        [str(exe)] if exe.exists() else [sys.executable, "-m", f"slmforge.{script.removeprefix('slmforge-')}"]
+    )
     full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run(
-        [*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL
+        [*cmd, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
     )

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from slmforge.config import config_dir
 
 CONF = Path(config_dir())
-GROUPS = ["model", "adapter", "data", "task", "hardware", "logger", "experiment", "debug"]
+GROUPS = ["model", "adapter", "data", "task", "hardware", "logger", "experiment", "debug", "hparams_search"]
 # Options that need a value the user supplies (a file path, a hub id) are composed with one.
 NEEDS = {
     ("data", "jsonl"): ["data.train_path=a.jsonl", "data.test_path=b.jsonl"],
@@ -35,9 +35,7 @@ def test_every_group_has_options():
         assert _options(group), group
 
 
-@pytest.mark.parametrize(
-    "group,option", [(g, o) for g in GROUPS for o in _options(g)], ids=lambda x: str(x)
-)
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)], ids=lambda x: str(x))
 def test_option_composes_and_resolves(group, option):
     overrides = [f"{group}={option}", *NEEDS.get((group, option), [])]
     cfg = _compose("train", overrides)
@@ -46,7 +44,8 @@ def test_option_composes_and_resolves(group, option):
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().set_config(cfg)
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    job_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    container = OmegaConf.to_container(job_cfg, resolve=True, throw_on_missing=True)
     assert container["model"]["name"]
     assert container["task"]["_target_"].startswith("slmforge.tasks.")
 

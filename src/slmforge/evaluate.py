@@ -45,7 +45,9 @@ def _merge_training_run(cfg: DictConfig) -> DictConfig:
     run_dir = Path(str(cfg.run_dir)).expanduser()
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.exists():
-        raise ConfigError(f"run_dir={run_dir}: no saved config at {saved}; is it a slmforge-train run directory?")
+        raise ConfigError(
+            f"run_dir={run_dir}: no saved config at {saved}; is it a slmforge-train run directory?"
+        )
     old = OmegaConf.load(saved)
     merged = cfg.copy()
     OmegaConf.set_struct(merged, False)
@@ -103,7 +105,9 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     minfo = model_info(lm)
     name = cfg.get("name") or f"{minfo['model']}-{method.replace('_', '-')}" + (f"-k{k}" if k else "")
     predictor = build_predictor(lm, task, int(cfg.eval.batch_size), shots=shots)
-    loggers = make_loggers(to_container(cfg.get("logger")), out_dir, name, to_container(cfg), [minfo["model"]], "evaluate")
+    loggers = make_loggers(
+        to_container(cfg.get("logger")), out_dir, name, to_container(cfg), [minfo["model"]], "evaluate"
+    )
     import torch
 
     precision = str(hardware["trainer"].get("precision", "32-true"))

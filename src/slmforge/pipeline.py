@@ -115,14 +115,18 @@ def build_predictor(
 
 def select_shots(
     train: Sequence[dict[str, Any]], k: int, how: str, seed: int, target_key: str = "label"
-) -> list[dict[str, Any]]:
+) -> Any:
     """k in-context examples, always from the training split (so they can never leak test examples).
 
-    random: a seeded sample; stratified: one example per label, cycling through labels in sorted order.
-    (``similar`` picks per test example; see ``slmforge.prediction.shots``.)
+    random: a seeded sample; stratified: one example per label, cycling through labels in sorted order;
+    similar: per input, the k most similar training examples (a callable, see ``prediction.shots``).
     """
     if k <= 0:
         return []
+    if how == "similar":
+        from slmforge.prediction.shots import SimilarShots
+
+        return SimilarShots(train, k)
     rng = random.Random(seed)
     if how == "random" or target_key != "label":
         return rng.sample(list(train), min(k, len(train)))

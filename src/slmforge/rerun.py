@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args[0]).expanduser().resolve()
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.exists():
-        print(f"error: {saved} not found; pass a run directory written by slmforge-train/evaluate", file=sys.stderr)
+        print(
+            f"error: {saved} not found; pass a run directory written by slmforge-train/evaluate",
+            file=sys.stderr,
+        )
         return 2
     hydra_cfg = run_dir / ".hydra" / "hydra.yaml"
     job = OmegaConf.load(hydra_cfg).hydra.job.name if hydra_cfg.exists() else "train"

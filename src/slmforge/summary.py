@@ -13,14 +13,21 @@ from slmforge.records import ResultsRecord
 
 def comparison_table(records: dict[str, ResultsRecord], primary: str) -> Table:
     table = Table(title="test split", title_justify="left")
-    cols = ["predictor", primary] + (["macro_f1"] if primary == "accuracy" else []) + ["mean latency", "examples/s"]
+    cols = (
+        ["predictor", primary]
+        + (["macro_f1"] if primary == "accuracy" else [])
+        + ["mean latency", "examples/s"]
+    )
     for c in cols:
         table.add_column(c, justify="left" if c == "predictor" else "right")
     for name, r in records.items():
         cells = [f"{name} ({r.name})", _fmt(r.metrics.get(primary))]
         if primary == "accuracy":
             cells.append(_fmt(r.metrics.get("macro_f1")))
-        cells += [f"{r.latency_ms.get('mean', float('nan')):.0f} ms", f"{r.throughput.get('examples_per_s', 0):.2f}"]
+        cells += [
+            f"{r.latency_ms.get('mean', float('nan')):.0f} ms",
+            f"{r.throughput.get('examples_per_s', 0):.2f}",
+        ]
         table.add_row(*cells)
     return table
 

@@ -76,7 +76,9 @@ def log_evaluation(
     if max_rows:
         table = wandb.Table(columns=["id", "text", "gold", "pred", "confidence", "correct", "latency_ms"])
         for r in rows[:max_rows]:
-            table.add_data(r.id, r.text[:500], str(r.gold), str(r.pred), r.confidence, r.correct, r.latency_ms)
+            table.add_data(
+                r.id, r.text[:500], str(r.gold), str(r.pred), r.confidence, r.correct, r.latency_ms
+            )
         run.log({f"{prefix}/predictions": table})
 
 

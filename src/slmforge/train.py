@@ -76,7 +76,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if hasattr(task, "set_length_bound"):
         task.set_length_bound(lm.tokenizer, splits.train)
     dinfo, minfo = data_info(cfg, splits), model_info(lm)
-    tags = [str(t) for t in cfg.get("tags") or []] + [minfo["model"], f"{minfo['params_m']}M", str(cfg.adapter.kind)]
+    tags = [str(t) for t in cfg.get("tags") or []] + [
+        minfo["model"],
+        f"{minfo['params_m']}M",
+        str(cfg.adapter.kind),
+    ]
     loggers = make_loggers(
         to_container(cfg.get("logger")), run_dir, str(cfg.run_name), to_container(cfg), tags, job_type="train"
     )
@@ -218,7 +222,11 @@ def _peak_memory_mb() -> float:
 def objective(summary: dict[str, Any]) -> float:
     """The number Optuna maximises: the fine-tuned model's validation primary metric."""
     val = summary.get("val") or {}
-    return float(val.get(summary["primary_metric"], summary["finetuned"]["metrics"].get(summary["primary_metric"], 0.0)))
+    return float(
+        val.get(
+            summary["primary_metric"], summary["finetuned"]["metrics"].get(summary["primary_metric"], 0.0)
+        )
+    )
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from clihelp import FAST, run_cli
 
 
@@ -31,7 +32,9 @@ def _assert_clear_error(proc, *needles: str) -> None:
 
 def test_missing_data_file(tmp_path):
     test = _jsonl(tmp_path / "test.jsonl", GOOD)
-    proc = _train(tmp_path, "data=jsonl", f"data.train_path={tmp_path / 'nope.jsonl'}", f"data.test_path={test}")
+    proc = _train(
+        tmp_path, "data=jsonl", f"data.train_path={tmp_path / 'nope.jsonl'}", f"data.test_path={test}"
+    )
     _assert_clear_error(proc, "nope.jsonl", "does not exist", "data.train_path=")
 
 
@@ -53,7 +56,9 @@ def test_empty_text(tmp_path):
 def test_test_label_unseen_in_training(tmp_path):
     f = _jsonl(tmp_path / "train.jsonl", GOOD)
     t = _jsonl(tmp_path / "test.jsonl", [*GOOD[:4], {"text": "new kind", "label": "zzz"}])
-    proc = _train(tmp_path, "data=jsonl", f"data.train_path={f}", f"data.test_path={t}", "data.max_test_examples=null")
+    proc = _train(
+        tmp_path, "data=jsonl", f"data.train_path={f}", f"data.test_path={t}", "data.max_test_examples=null"
+    )
     _assert_clear_error(proc, "test split", "'zzz'", "task.labels")
 
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from clihelp import FAST, run_cli
-
 from slmforge.records import read_results
 
 

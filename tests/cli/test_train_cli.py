@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from clihelp import FAST, run_cli
 
+from clihelp import FAST, run_cli
 from slmforge.records import read_predictions, read_results
 
 
@@ -51,13 +51,13 @@ def test_results_record_agrees_with_predictions(tiny_run):
 
 
 def test_adapter_loads_with_peft_and_reproduces_predictions(tiny_run):
+    from omegaconf import OmegaConf
     from peft import PeftModel
 
     from slmforge.data.sources import load_splits
     from slmforge.modeling.loading import ModelSpec, load_model
     from slmforge.prediction.label_scoring import LabelScorer
     from slmforge.tasks.classification import ClassificationTask
-    from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(tiny_run / "config_resolved.yaml")
     lm = load_model(ModelSpec(**OmegaConf.to_container(cfg.model)))
@@ -104,7 +104,9 @@ def test_rerun_reproduces_test_metrics(tiny_run, tmp_path):
 
 
 def test_evaluate_reuses_a_training_run(tiny_run, tmp_path):
-    proc = run_cli("slmforge-evaluate", f"run_dir={tiny_run}", f"hydra.run.dir={tmp_path / 'ev'}", cwd=tmp_path)
+    proc = run_cli(
+        "slmforge-evaluate", f"run_dir={tiny_run}", f"hydra.run.dir={tmp_path / 'ev'}", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     new = read_results(tmp_path / "ev")
     old = read_results(tiny_run / "predictors/finetuned")

@@ -34,18 +34,18 @@ def test_loss_falls_on_learnable_toy_set(tmp_path):
     task = _task()
     lm.model = apply_adapter(lm.model, AdapterSpec(kind="none"))
     dm = SLMDataModule(task, lm.tokenizer, TOY, TOY[:4], micro_batch_size=8, accumulate=1)
-    module = CausalLMModule(lm.model, lr=3e-3, warmup_ratio=0.0)
+    module = CausalLMModule(lm.model, lr=1e-2, warmup_ratio=0.0)
     dm.setup()
     window = WindowCollator(dm.rows, lm.tokenizer.pad_token_id, 16)(list(range(16)))
     before = sum(module.supervised_loss(mb)[0] for mb in window["micro_batches"]) / window["n_supervised"]
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=30, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        accelerator="cpu", max_steps=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         limit_val_batches=0, default_root_dir=tmp_path, enable_model_summary=False,
     )  # fmt: skip
     trainer.fit(module, datamodule=dm)
     with torch.no_grad():
         after = sum(module.supervised_loss(mb)[0] for mb in window["micro_batches"]) / window["n_supervised"]
-    assert trainer.global_step == 30
+    assert trainer.global_step == 40
     assert float(after) < 0.25 * float(before), (float(before), float(after))
 
 
@@ -66,7 +66,9 @@ def test_gradient_accumulation_equals_one_large_batch():
     lm = load_model(ModelSpec(name="tiny", source="tiny"))
     task = _task()
     # Answers of different lengths make per-micro-batch averaging differ from the large batch.
-    exs = [dict(ex, label=lab) for ex, lab in zip(TOY[:6], ["billing", "shipping and handling"] * 3, strict=True)]
+    exs = [
+        dict(ex, label=lab) for ex, lab in zip(TOY[:6], ["billing", "shipping and handling"] * 3, strict=True)
+    ]
     task.labels = ["billing", "shipping and handling"]
     rows = [encode_example(task, lm.tokenizer, ex, 512) for ex in exs]
     grads = []

@@ -11,7 +11,9 @@ from slmforge.tasks.classification import ClassificationTask
 
 EXAMPLES = [
     {"id": str(i), "text": t, "label": "a"}
-    for i, t in enumerate(["short", "a much longer text that makes the prompts differ in length " * 3, "mid size text"])
+    for i, t in enumerate(
+        ["short", "a much longer text that makes the prompts differ in length " * 3, "mid size text"]
+    )
 ]
 # Labels of 1..several tokens, sharing prefixes, so the cache and padding paths are all exercised.
 LABELS = ["card_arrival", "card_arrival_delay", "refund", "top up by bank transfer", "x"]

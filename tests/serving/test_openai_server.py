@@ -124,6 +124,17 @@ def test_routes_errors_and_stats(tiny: LoadedModel) -> None:
             client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=2)
         assert _http(server.url + "/chat/completions", b"{not json")[0] == 400
         assert _http(server.url + "/chat/completions", {"model": "tiny", "messages": []})[0] == 400
+        too_long = {
+            "model": "tiny",
+            "messages": MESSAGES,
+            "max_tokens": 5000,
+        }  # the tiny model's context: 2048
+        status, _, body = _http(server.url + "/chat/completions", too_long)
+        assert status == 400 and "context of 2048" in json.loads(body)["error"]["message"]
+        sampled = client.chat.completions.create(
+            model="tiny", messages=MESSAGES, max_tokens=3, temperature=1.0
+        )
+        assert sampled.usage.completion_tokens == 3
         status, _, body = _http(
             server.url + "/chat/completions", {"model": "tiny", "messages": MESSAGES, "max_tokens": 2}
         )
@@ -132,8 +143,8 @@ def test_routes_errors_and_stats(tiny: LoadedModel) -> None:
         status, _, body = _http(server.root + "/stats")
     stats = json.loads(body)
     # Only chat completions are counted; health/models/stats polling is not.
-    assert stats["requests"] == 4
-    assert stats["by_status"] == {"404": 1, "400": 2, "200": 1}
+    assert stats["requests"] == 6
+    assert stats["by_status"] == {"404": 1, "400": 3, "200": 2}
     assert stats["in_flight"] == 0 and stats["max_in_flight"] == 1
     assert server.stats() == stats
 

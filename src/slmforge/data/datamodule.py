@@ -53,7 +53,9 @@ class SLMDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if not self.rows:
-            self.rows = [encode_example(self.task, self.tokenizer, ex, self.max_length) for ex in self.train_examples]
+            self.rows = [
+                encode_example(self.task, self.tokenizer, ex, self.max_length) for ex in self.train_examples
+            ]
             self.sampler = WindowSampler(
                 [len(r.input_ids) for r in self.rows],
                 window_size=self.micro_batch_size * self.accumulate,
@@ -77,7 +79,9 @@ class SLMDataModule(L.LightningDataModule):
         assert self.sampler is not None
         if self.trainer is not None:
             self.sampler.set_epoch(self.trainer.current_epoch)
-        collate = WindowCollator(self.rows, self.tokenizer.pad_token_id, self.micro_batch_size, self.pad_multiple)
+        collate = WindowCollator(
+            self.rows, self.tokenizer.pad_token_id, self.micro_batch_size, self.pad_multiple
+        )
         return DataLoader(list(self.sampler), batch_size=None, collate_fn=collate, num_workers=0)
 
     def val_dataloader(self) -> DataLoader:

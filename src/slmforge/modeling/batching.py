@@ -43,7 +43,9 @@ def encode_example(
     (the answer is never cut: a truncated target would teach the model to stop early)."""
     prompt = render_prompt(tokenizer, task.messages(example, shots))
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(task.target(example), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    target_ids = tokenizer(task.target(example), add_special_tokens=False)["input_ids"] + [
+        tokenizer.eos_token_id
+    ]
     overflow = len(prompt_ids) + len(target_ids) - max_length
     if overflow > 0:
         # Keep the template head (system/instruction) and the tail (which holds the assistant marker).

@@ -156,7 +156,9 @@ def _hub_reachable(timeout_s: float = 3.0) -> bool:
 
 def _load_hub(spec: ModelSpec, dtype: torch.dtype) -> tuple[torch.nn.Module, PreTrainedTokenizerBase]:
     if not spec.pretrained:
-        raise ModelLoadError(f"model '{spec.name}': source=hub needs model.pretrained (a hub id or a directory)")
+        raise ModelLoadError(
+            f"model '{spec.name}': source=hub needs model.pretrained (a hub id or a directory)"
+        )
     local = Path(spec.pretrained).expanduser()
     if spec.pretrained.startswith(("/", ".", "~")) and not local.exists():
         raise ModelLoadError(f"model '{spec.name}': model.pretrained={spec.pretrained} does not exist")
@@ -241,4 +243,3 @@ def load_model(spec: ModelSpec | dict[str, Any]) -> LoadedModel:
     model, tok = loaders[spec.source](spec, dtype)
     model.config.pad_token_id = _finish_tokenizer(tok).pad_token_id
     return LoadedModel(model=model, tokenizer=tok, spec=spec)
-

@@ -121,7 +121,9 @@ class CausalLMModule(L.LightningModule):
         self.train_time_s += time.perf_counter() - start
         self.log("train/loss", loss_total, prog_bar=True, on_step=True, on_epoch=True, batch_size=1)
         self.log("train/lr", sched.get_last_lr()[0], on_step=True, batch_size=1)
-        self.log("train/tokens_per_s", self.tokens_seen / max(self.train_time_s, 1e-9), on_step=True, batch_size=1)
+        self.log(
+            "train/tokens_per_s", self.tokens_seen / max(self.train_time_s, 1e-9), on_step=True, batch_size=1
+        )
         return loss_total
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -129,7 +131,10 @@ class CausalLMModule(L.LightningModule):
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        groups = [
+            {"params": decay, "weight_decay": self.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
         kw: dict[str, Any] = {"lr": self.lr, "betas": self.betas}
         if self.fused_adamw:
             kw["fused"] = True

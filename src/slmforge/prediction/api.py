@@ -49,6 +49,7 @@ import openai
 
 from slmforge.prediction.base import Prediction
 from slmforge.prediction.response_cache import ResponseCache, cache_key
+from slmforge.prediction.shots import shots_for
 from slmforge.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class APIPredictor:
     request_budget: HTTP requests this predictor may send over its lifetime (``None``: unlimited).
     cache_dir: where replies are cached (``None``: no cache).
     logprobs: ask for token logprobs (for ``confidence``); set ``False`` for endpoints that reject it.
-    shots: few-shot examples, rendered as earlier chat turns. name: the run's display name.
+    shots: few-shot examples, rendered as earlier chat turns (or a callable picking them per example). name: the run's display name.
     """
 
     def __init__(
@@ -221,7 +222,8 @@ class APIPredictor:
         self.backoff_s = float(backoff_s)
         self.request_budget = request_budget
         self.logprobs = bool(logprobs)
-        self.shots = [dict(s) for s in (_plain(shots) or [])]
+        # A callable picks shots per example (e.g. the most similar training examples).
+        self.shots = shots if callable(shots) else [dict(s) for s in (_plain(shots) or [])]
         self.name = name or f"{model}{f'-{len(self.shots)}shot' if self.shots else '-zero-shot'}"
         self.cache = ResponseCache(cache_dir) if cache_dir else None
         # max_retries=0: retries happen in _request, where they are counted and honour the budget.
@@ -282,6 +284,12 @@ class APIPredictor:
             "temperature": self.temperature,
         }
 
+    def close(self) -> None:
+        """Release the HTTP connection pool and the cache file (also safe to leave to garbage collection)."""
+        self.client.close()
+        if self.cache is not None:
+            self.cache.close()
+
     def params(self) -> dict[str, Any]:
         """The generation parameters sent with every request (and hashed into cache keys)."""
         p: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
@@ -293,7 +301,7 @@ class APIPredictor:
 
     # ---- internals ------------------------------------------------------------------------------------
     def _predict_one(self, example: dict[str, Any]) -> Prediction:
-        messages = self.task.messages(example, self.shots)
+        messages = self.task.messages(example, shots_for(self.shots, example))
         params = self.params()
         # `is not None`: an empty cache has len() 0 and would be falsy.
         key = cache_key(self.model, messages, params) if self.cache is not None else None

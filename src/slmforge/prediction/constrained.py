@@ -1,28 +1,33 @@
 """Schema-constrained decoding: at every step only tokens that keep the output a prefix of a JSON object
 matching the extraction schema are allowed, so the result always parses and validates.
 
-Built on lm-format-enforcer (``lmformatenforcer``): its ``JsonSchemaParser`` tracks the JSON Schema
-character by character and its ``TokenEnforcer`` turns that into allowed token ids. Its own transformers
-integration (``lmformatenforcer.integrations.transformers``, 0.11.3) does not import under transformers 5
-(it imports the removed ``transformers.tokenization_utils``), so this module builds the tokenizer data
-itself (the same recipe) and applies the allowed sets as a logits mask: :class:`JsonConstraint` for our
-own decoding loop (:mod:`slmforge.prediction.generation`) and :class:`JsonSchemaLogitsProcessor` for
-``model.generate``.
+Built on lm-format-enforcer (``lmformatenforcer``, maintained): its ``JsonSchemaParser`` follows the JSON
+Schema character by character and its ``TokenEnforcer`` turns that into allowed token ids. Its own
+transformers integration (``lmformatenforcer.integrations.transformers``, 0.11.3) does not import under
+transformers 5 (it imports the removed ``transformers.tokenization_utils``), so this module builds the
+tokenizer tables itself (:func:`tokenizer_data`) and applies the allowed sets as a logits mask:
+:class:`JsonConstraint` for our own decoding loop (:mod:`slmforge.prediction.generation`) and
+:class:`JsonSchemaLogitsProcessor` for ``model.generate``.
+
+Decoding with random models (which try everything the mask allows) found holes in the library that
+produce invalid JSON; they are closed here and covered by tests: byte-piece and control-character tokens
+(:func:`tokenizer_data`), numbers like ``0.e9``, trailing commas (:class:`_StrictJsonParser`), and dates
+such as ``2023-02-30`` that match ``YYYY-MM-DD`` (a calendar-exact pattern, :data:`CALENDAR_DATE_PATTERN`).
 
 Termination. A constrained model can still loop forever *inside* the format: an untrained (or confused)
-model happily writes an endless string or number, and greedy decoding then never reaches the closing
-brace within ``max_new_tokens``, leaving truncated, invalid JSON. :func:`constrained_json_schema` therefore
-tightens the schema before decoding: free strings get ``maxLength``, lists ``maxItems`` (and item
-``maxLength``), dates a calendar-exact pattern (``YYYY-MM-DD`` with a real month/day, leap years included,
-so a constrained date always passes :func:`~slmforge.tasks.schema.parse_output`), and
-:class:`JsonConstraint` caps a number at ``max_number_chars`` characters and runs of whitespace at
-``max_consecutive_whitespace``. With these bounds every output is finite; :func:`max_output_chars` gives
-the worst-case length in characters, which bounds the tokens needed (every token adds at least one
-character) -- give ``max_new_tokens`` at least that much when decoding with an untrained model. A
-trained model stops far earlier (its outputs look like its targets).
+model happily writes an endless string or number, greedy decoding never reaches the closing brace within
+``max_new_tokens``, and the output is truncated, invalid JSON. :func:`constrained_json_schema` therefore
+bounds free strings (``maxLength``) and lists (``maxItems``); the predictor takes these bounds from the
+training data (``ExtractionTask.value_bounds``: twice the longest value seen). :class:`_StrictJsonParser`
+caps numbers at ``max_number_chars`` characters and whitespace runs at ``max_consecutive_whitespace``.
+Every output is then finite: :func:`max_output_chars` is the worst-case length in characters, which also
+bounds the tokens (every allowed token adds at least one character), so ``max_new_tokens`` of at least
+that guarantees valid output even from an untrained model. A trained model stops far earlier (its outputs
+look like its targets). The price of the bounds: a value longer than ``maxLength`` is cut, and characters
+that the tokenizer only spells as byte pieces (e.g. "¥", "₹", emoji for SmolLM2) cannot be produced.
 
 Costs: the allowed set is computed in Python per row and step. Inside free strings lm-format-enforcer
-uses a precomputed list (fast); elsewhere it walks the tokenizer's prefix tree for the few allowed
+uses a precomputed token list (fast); elsewhere it walks the tokenizer's prefix tree for the few allowed
 characters. The one-off tokenizer preparation (~2 s for a 49k vocabulary) is cached per tokenizer.
 """
 
@@ -31,7 +36,6 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -57,7 +61,7 @@ _WHITESPACE = " \t\n\r"
 
 
 def constrained_json_schema(
-    schema: Schema, max_string_chars: int = 64, max_list_items: int = 8
+    schema: Schema, max_string_chars: int = 128, max_list_items: int = 16
 ) -> dict[str, Any]:
     """``schema.to_json_schema()`` with the bounds that make constrained decoding terminate (see module doc)."""
     js = copy.deepcopy(schema.to_json_schema())
@@ -84,8 +88,8 @@ def constrained_json_schema(
 
 def max_output_chars(
     schema: Schema,
-    max_string_chars: int = 64,
-    max_list_items: int = 8,
+    max_string_chars: int = 128,
+    max_list_items: int = 16,
     max_number_chars: int = 24,
     max_consecutive_whitespace: int = 2,
 ) -> int:
@@ -113,80 +117,87 @@ def max_output_chars(
 # --------------------------------------------------------------------------------------------------
 # Tokenizer data (cached: building it decodes the whole vocabulary)
 
-@dataclass
-class VocabData:
-    """What the enforcer needs to know about a tokenizer, built once per tokenizer object.
-
-    ``data``: lm-format-enforcer's tables. ``partial_ids``: tokens that are only part of a UTF-8 character
-    (byte-level BPE spells rare characters such as "¥" or emoji as 2-4 byte pieces); they add no
-    character until the piece sequence completes, so a row may emit at most :data:`MAX_PARTIAL_RUN` of
-    them in a row (enough for any character) -- otherwise a model could loop on them forever without a
-    string ever reaching its ``maxLength``.
-    """
-
-    data: TokenEnforcerTokenizerData
-    partial_ids: torch.Tensor
-
-
-MAX_PARTIAL_RUN = 4  # a UTF-8 character has at most 4 bytes
-_VOCAB_DATA: weakref.WeakKeyDictionary[Any, VocabData] = weakref.WeakKeyDictionary()
+_TOKENIZER_DATA: weakref.WeakKeyDictionary[Any, TokenEnforcerTokenizerData] = weakref.WeakKeyDictionary()
 
 
 def _is_control(ch: str) -> bool:
     return ord(ch) < 32 or ord(ch) == 127
 
 
-def tokenizer_data(tokenizer: Any) -> VocabData:
+def tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
     """lm-format-enforcer's per-tokenizer tables (cached per tokenizer object; ~2 s for 49k tokens).
 
     Same recipe as lm-format-enforcer's transformers integration (every non-special token is decoded after
-    a ``"0"`` token so word-start tokens keep their leading space), with two fixes found by decoding with
-    a random model: tokens holding control characters other than newlines (tabs, \\x00...) are dropped,
-    because the library lets them into JSON strings, where they are invalid; and the parser's alphabet is
-    every character of the vocabulary, not only characters that start a token, because a string
-    character outside the alphabet silently ends the parse (and the output, unterminated).
+    a ``"0"`` token so word-start tokens keep their leading space), with three fixes found by decoding
+    with random models, each of which otherwise ended outputs early as unterminated JSON:
+
+    - tokens that are only part of a UTF-8 character (byte-level BPE spells rare characters such as "¥",
+      "₹" or emoji as 2-4 byte pieces) are dropped: the enforcer counts them as no characters until the
+      character completes and then sees more characters than it allowed (overrunning a ``maxLength``), and
+      a model can loop on them forever. Constrained output cannot contain such characters;
+    - tokens holding control characters other than newlines (tabs, ``\\x00``...) are dropped: the library
+      lets them into JSON strings, where they are invalid (newlines it checks itself);
+    - the parser's alphabet is every character of the vocabulary, not only those that start a token: a
+      string character outside the alphabet silently ends the parse.
     """
-    cached = _VOCAB_DATA.get(tokenizer)
+    cached = _TOKENIZER_DATA.get(tokenizer)
     if cached is not None:
         return cached
     vocab_size = len(tokenizer)
     token_0 = tokenizer.encode("0", add_special_tokens=False)[-1]
     special = set(tokenizer.all_special_ids)
-    regular, partial = [], []
+    regular = []
     alphabet: set[str] = set()
     for idx in range(vocab_size):
         if idx in special:
             continue
         after_0 = tokenizer.decode([token_0, idx])[1:]
         alone = tokenizer.decode([idx])
-        if "\ufffd" in alone:
-            partial.append(idx)
+        if "\ufffd" in alone or "\ufffd" in after_0:
+            continue
         if any(_is_control(c) and c not in "\n\r" for c in after_0):
             continue
         regular.append((idx, after_0, len(after_0) > len(alone)))
         alphabet.update(after_0)
 
     def decode(ids: list[int]) -> str:
-        # A partial multi-byte character decodes to U+FFFD; drop it until the rest of the bytes arrive.
-        return tokenizer.decode(ids).rstrip("\ufffd")
+        return tokenizer.decode(ids)
 
     data = TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
     data.tokenizer_alphabet = "".join(sorted(c for c in alphabet if not _is_control(c)))
-    vocab = VocabData(data, torch.tensor(partial, dtype=torch.long))
-    _VOCAB_DATA[tokenizer] = vocab
-    return vocab
+    _TOKENIZER_DATA[tokenizer] = data
+    return data
 
 
 # --------------------------------------------------------------------------------------------------
-# Bounding numbers and whitespace
+# Strict numbers, no trailing commas, bounded lengths
+
+# JSON number grammar  -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?  as a DFA over these states.
+_NUM_NEXT: dict[str, dict[str, str]] = {
+    "start": {"-": "minus", "0": "zero", **dict.fromkeys("123456789", "int")},
+    "minus": {"0": "zero", **dict.fromkeys("123456789", "int")},
+    "zero": {".": "dot", "e": "exp", "E": "exp"},
+    "int": {**dict.fromkeys(_DIGITS, "int"), ".": "dot", "e": "exp", "E": "exp"},
+    "dot": dict.fromkeys(_DIGITS, "frac"),
+    "frac": {**dict.fromkeys(_DIGITS, "frac"), "e": "exp", "E": "exp"},
+    "exp": {"+": "exp_sign", "-": "exp_sign", **dict.fromkeys(_DIGITS, "exp_digits")},
+    "exp_sign": dict.fromkeys(_DIGITS, "exp_digits"),
+    "exp_digits": dict.fromkeys(_DIGITS, "exp_digits"),
+}
+_NUM_ACCEPTING = frozenset({"zero", "int", "frac", "exp_digits"})
 
 
-class _BoundedParser(CharacterLevelParser):
-    """Wraps lm-format-enforcer's JSON parser and caps numbers at ``max_number_chars`` characters.
+class _StrictJsonParser(CharacterLevelParser):
+    """Wraps lm-format-enforcer's JSON parser and closes the holes random models found in it.
 
-    JSON lexical state (inside a string? escaped?) is tracked here from the characters themselves, which
-    is exact because the inner parser only ever lets valid JSON through. Once a number reaches the cap it
-    may only end (after a digit) or finish its exponent/fraction with one digit.
+    - numbers follow the JSON grammar exactly (the library lets through ``0.e9`` and ``-0.``) and are
+      capped at ``max_number_chars`` characters, after which a number may only end (or take the one digit
+      it still needs);
+    - no trailing comma before ``}`` (the library allows ``{"a":1,}``);
+    - runs of whitespace are capped at ``max_consecutive_whitespace`` (a config option of the library).
+
+    JSON lexical state (inside a string? escaped? inside a number?) is tracked here from the characters
+    themselves, which is exact because the inner parser only lets JSON-shaped text through.
     """
 
     def __init__(
@@ -196,16 +207,18 @@ class _BoundedParser(CharacterLevelParser):
         max_consecutive_whitespace: int,
         in_str: bool = False,
         escaped: bool = False,
-        number_run: int = 0,
-        last: str = "",
+        num_state: str | None = None,
+        num_len: int = 0,
+        last_sig: str = "",
     ) -> None:
         self.inner = inner
         self.max_number_chars = max_number_chars
         self.max_consecutive_whitespace = max_consecutive_whitespace
         self.in_str = in_str
         self.escaped = escaped
-        self.number_run = number_run
-        self.last = last
+        self.num_state = num_state  # DFA state while inside a number, else None
+        self.num_len = num_len
+        self.last_sig = last_sig  # last non-whitespace character outside strings
 
     @property
     def config(self) -> CharacterLevelParserConfig:
@@ -220,46 +233,66 @@ class _BoundedParser(CharacterLevelParser):
         self.inner.config = cfg
 
     def add_character(self, new_character: str) -> CharacterLevelParser:
-        in_str, escaped, run = self.in_str, self.escaped, self.number_run
+        c = new_character
+        in_str, escaped, num_state, num_len, last_sig = (
+            self.in_str,
+            self.escaped,
+            self.num_state,
+            self.num_len,
+            self.last_sig,
+        )
         if in_str:
             if escaped:
                 escaped = False
-            elif new_character == "\\":
+            elif c == "\\":
                 escaped = True
-            elif new_character == '"':
-                in_str = False
-            run = 0
-        elif new_character == '"':
-            in_str, run = True, 0
-        elif new_character in _NUMBER_CHARS:
-            run += 1
+            elif c == '"':
+                in_str, last_sig = False, '"'
         else:
-            run = 0
-        return _BoundedParser(
-            self.inner.add_character(new_character),
+            if num_state is not None and c in _NUM_NEXT[num_state]:
+                num_state, num_len = _NUM_NEXT[num_state][c], num_len + 1
+            elif num_state is None and c in _NUM_NEXT["start"]:
+                num_state, num_len = _NUM_NEXT["start"][c], 1
+            else:
+                num_state, num_len = None, 0
+            if c == '"':
+                in_str = True
+            if c not in _WHITESPACE:
+                last_sig = c
+        return _StrictJsonParser(
+            self.inner.add_character(c),
             self.max_number_chars,
             self.max_consecutive_whitespace,
             in_str,
             escaped,
-            run,
-            new_character,
+            num_state,
+            num_len,
+            last_sig,
         )
+
+    def _keep(self, c: str) -> bool:
+        if self.num_state is not None:
+            follow = _NUM_NEXT[self.num_state]
+            if c in _NUMBER_CHARS:  # continues the number (or is not allowed at all)
+                if c not in follow:
+                    return False
+                # At the cap only what completes the number is allowed.
+                return self.num_len < self.max_number_chars or self.num_state not in _NUM_ACCEPTING
+            if self.num_state not in _NUM_ACCEPTING:  # "-", "1.", "1e" cannot end here
+                return False
+        return not (self.last_sig == "," and c in "}]")
 
     def get_allowed_characters(self) -> str:
         allowed = self.inner.get_allowed_characters()
-        if self.in_str or self.number_run < self.max_number_chars:
+        if self.in_str:
             return allowed
-        if self.last in _DIGITS:
-            capped = "".join(c for c in allowed if c not in _NUMBER_CHARS)
-        else:  # after ".", "e", "+" or "-" one digit must follow before the number can end
-            capped = "".join(c for c in allowed if c in _DIGITS)
-        return capped or allowed
+        return "".join(c for c in allowed if self._keep(c))
 
     def can_end(self) -> bool:
-        return self.inner.can_end()
+        return self.inner.can_end() and (self.num_state is None or self.num_state in _NUM_ACCEPTING)
 
     def shortcut_key(self) -> Hashable | None:
-        # Only free-text strings have a shortcut, and strings are never capped here.
+        # Only free-text strings have a shortcut, and strings are never filtered here.
         return self.inner.shortcut_key()
 
     def cache_key(self) -> Hashable | None:
@@ -288,15 +321,15 @@ class JsonConstraint:
         self.json_schema = json_schema
         self.max_number_chars = max_number_chars
         self.max_consecutive_whitespace = max_consecutive_whitespace
-        self.vocab = tokenizer_data(tokenizer)
+        self.data = tokenizer_data(tokenizer)
 
     @classmethod
     def for_schema(
         cls,
         tokenizer: Any,
         schema: Schema,
-        max_string_chars: int = 64,
-        max_list_items: int = 8,
+        max_string_chars: int = 128,
+        max_list_items: int = 16,
         max_number_chars: int = 24,
         max_consecutive_whitespace: int = 2,
     ) -> JsonConstraint:
@@ -304,10 +337,10 @@ class JsonConstraint:
         return cls(tokenizer, js, max_number_chars, max_consecutive_whitespace)
 
     def session(self, vocab_size: int, device: torch.device | str = "cpu") -> ConstraintSession:
-        parser = _BoundedParser(
+        parser = _StrictJsonParser(
             JsonSchemaParser(self.json_schema), self.max_number_chars, self.max_consecutive_whitespace
         )
-        return ConstraintSession(TokenEnforcer(self.vocab.data, parser), self.vocab.partial_ids, vocab_size, device)
+        return ConstraintSession(TokenEnforcer(self.data, parser), vocab_size, device)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -321,17 +354,14 @@ class ConstraintSession:
     """One TokenEnforcer for a batch. Its states are keyed by generated-token prefixes, so rows that
     share a prefix share the work, and memory is freed with the session."""
 
-    def __init__(
-        self, enforcer: TokenEnforcer, partial_ids: torch.Tensor, vocab_size: int, device: torch.device | str
-    ) -> None:
+    def __init__(self, enforcer: TokenEnforcer, vocab_size: int, device: torch.device | str) -> None:
         self.enforcer = enforcer
         self.vocab_size = vocab_size
         self.device = device
-        self.partial_ids = partial_ids[partial_ids < vocab_size]
-        self._partial = set(self.partial_ids.tolist())
         self._index_cache: dict[int, tuple[Any, torch.Tensor]] = {}
 
     def allowed_ids(self, generated: Sequence[int]) -> torch.Tensor:
+        """Token ids allowed after ``generated`` (this row's generated tokens, prompt excluded)."""
         token_list = self.enforcer.get_allowed_tokens(list(generated))
         key = id(token_list)
         hit = self._index_cache.get(key)
@@ -349,14 +379,8 @@ class ConstraintSession:
         for r, ids in enumerate(generated):
             if ids is None:
                 out[r] = True
-                continue
-            out[r, self.allowed_ids(ids)] = True
-            tail = ids[-MAX_PARTIAL_RUN:]
-            if len(tail) == MAX_PARTIAL_RUN and all(t in self._partial for t in tail):
-                row = out[r].clone()
-                row[self.partial_ids] = False
-                if row.any():  # never leave a row with nothing allowed
-                    out[r] = row
+            else:
+                out[r, self.allowed_ids(ids)] = True
         return out.to(self.device)
 
 

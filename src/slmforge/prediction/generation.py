@@ -103,7 +103,8 @@ class GenerationPredictor:
     max_new_tokens: None -> the task's bound (``task.set_length_bound``) or 256.
     constrained: decode with the task's schema enforced (extraction only; see
         :mod:`slmforge.prediction.constrained`); ``constraint_options`` are passed to
-        :meth:`JsonConstraint.for_schema` (``max_string_chars``, ``max_list_items``, ...).
+        :meth:`JsonConstraint.for_schema` (``max_string_chars``, ``max_list_items``, ...); by default the
+        string and list bounds come from the training data (``ExtractionTask.value_bounds``).
     stop_at_json_end: for JSON tasks, stop right after the first complete object.
     batch_size=1 decodes each example alone (what an online request sees).
     """
@@ -144,7 +145,10 @@ class GenerationPredictor:
                     f"constrained decoding needs a task with an extraction schema; task '{task.name}' has none "
                     f"(set constrained=false)"
                 )
-            self.constraint = JsonConstraint.for_schema(tokenizer, schema, **(constraint_options or {}))
+            # Bounds learned from the training data (task.setup), overridable by constraint_options.
+            bounds = task.value_bounds() if hasattr(task, "value_bounds") else {}
+            options = {**bounds, **(constraint_options or {})}
+            self.constraint = JsonConstraint.for_schema(tokenizer, schema, **options)
 
     @property
     def max_new_tokens(self) -> int:
@@ -182,7 +186,12 @@ class GenerationPredictor:
         self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any
     ) -> tuple[torch.Tensor, Any]:
         """Next-token logits ``[B, V]`` (float32) at the last column, and the updated cache."""
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
+        kwargs: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": pos,
+            "use_cache": True,
+        }
         if cache is not None:
             kwargs[CACHE_KWARG] = cache
         parts = _decoder_and_head(self.model)
@@ -219,7 +228,9 @@ class GenerationPredictor:
         for step in range(max_new):
             logp = logits.log_softmax(-1)
             if session is not None:
-                allowed = session.mask([r.token_ids if a else None for r, a in zip(results, active, strict=True)])
+                allowed = session.mask(
+                    [r.token_ids if a else None for r, a in zip(results, active, strict=True)]
+                )
                 used_logp = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)
             else:
                 used_logp = logp

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from slmforge.prediction.base import Prediction
+from slmforge.prediction.shots import shots_for
 from slmforge.tasks.base import Task, render_prompt
 
 
@@ -71,7 +72,9 @@ def score_labels_bruteforce(
 
 def _log_softmax_chunked(head: torch.nn.Module, hidden: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     # The vocabulary projection of a few hundred label positions is the memory peak; chunking bounds it.
-    return torch.cat([head(hidden[s : s + chunk]).float().log_softmax(-1) for s in range(0, len(hidden), chunk)])
+    return torch.cat(
+        [head(hidden[s : s + chunk]).float().log_softmax(-1) for s in range(0, len(hidden), chunk)]
+    )
 
 
 class LabelScorer:
@@ -96,7 +99,7 @@ class LabelScorer:
         self.labels = list(labels)
         self.batch_size = batch_size
         self.max_prompt_tokens = max_prompt_tokens
-        self.shots = list(shots)
+        self.shots = shots if callable(shots) else list(shots)
         self.name = name
         self.label_ids = _label_token_ids(tokenizer, self.labels)
 
@@ -104,7 +107,7 @@ class LabelScorer:
         return {"decoding": "label_scoring", "batch_size": self.batch_size, "k": len(self.shots)}
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
-        prompt = render_prompt(self.tokenizer, self.task.messages(example, self.shots))
+        prompt = render_prompt(self.tokenizer, self.task.messages(example, shots_for(self.shots, example)))
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         if len(ids) > self.max_prompt_tokens:
             head = min(32, self.max_prompt_tokens // 4)
@@ -210,7 +213,9 @@ class LabelScorer:
                         completion_tokens=len(self.label_ids[best]),
                         raw_output=self.labels[best],
                         label_probs={lab: float(x) for lab, x in zip(self.labels, p, strict=True)},
-                        details={"logp": float(scores[row, best]) if math.isfinite(scores[row, best]) else None},
+                        details={
+                            "logp": float(scores[row, best]) if math.isfinite(scores[row, best]) else None
+                        },
                     )
         finally:
             self.model.train(was_training)

@@ -52,6 +52,13 @@ def _metric_order(names: set[str], primary: str) -> list[str]:
     return [primary, *rest]
 
 
+_RESERVED = {
+    "name", "method", "k", "model", "kind", "params_m", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+    "examples_per_s", "cost_basis", "priced_as", "training_time_s", "training_cost_usd", "n", "task", "split",
+    "run_id", "score", "pareto",
+}  # fmt: skip
+
+
 def leaderboard(
     records: Sequence[ResultsRecord],
     pricing: Pricing | Mapping[str, Any] | None = None,
@@ -79,7 +86,8 @@ def leaderboard(
     rows: list[dict[str, Any]] = []
     all_metrics: set[str] = set()
     for r in records:
-        metrics = _scalar_metrics(r.metrics)
+        # A metric named like a table column (e.g. the metric collection's own `n`) would duplicate it.
+        metrics = {k: v for k, v in _scalar_metrics(r.metrics).items() if k not in _RESERVED}
         all_metrics |= set(metrics)
         p = r.predictor
         try:

@@ -95,6 +95,8 @@ class ChatModel:
 
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         messages = _validate_messages(body.get("messages"))
+        # OpenAI's default is "up to the context limit"; a small local model left unbounded rambles for
+        # seconds, so an absent max_tokens means 16 (the legacy completions default).
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens")) or 16
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise RequestError(400, f"max_tokens must be a positive integer, got {max_tokens!r}")
@@ -105,10 +107,23 @@ class ChatModel:
         if not all(isinstance(s, str) and s for s in stop):
             raise RequestError(400, "stop must be a non-empty string or a list of them")
         # Unlike OpenAI (default 1.0) an absent temperature means greedy: evaluations should be repeatable.
-        temperature = float(body.get("temperature") or 0.0)
+        try:
+            temperature = float(body.get("temperature") or 0.0)
+            top_p = float(body.get("top_p") or 1.0)
+        except (TypeError, ValueError) as e:
+            raise RequestError(400, f"temperature and top_p must be numbers ({e})") from e
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise RequestError(400, f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
         want_logprobs = bool(body.get("logprobs"))
 
         ids = self.prompt_ids(messages)
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if context and len(ids) + max_tokens > context:
+            raise RequestError(
+                400,
+                f"the prompt has {len(ids)} tokens; with max_tokens={max_tokens} that exceeds the model's "
+                f"context of {context} tokens. Shorten the prompt (fewer shots) or lower max_tokens",
+            )
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([ids], device=device)
         gen_kwargs: dict[str, Any] = {
@@ -119,7 +134,7 @@ class ChatModel:
             "pad_token_id": self.tokenizer.pad_token_id,
         }
         if temperature > 0:
-            gen_kwargs.update(temperature=temperature, top_p=float(body.get("top_p") or 1.0), top_k=0)
+            gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)  # top_k=0: OpenAI has none
         if stop:
             gen_kwargs.update(stop_strings=stop, tokenizer=self.tokenizer)
         with self._lock, torch.no_grad():

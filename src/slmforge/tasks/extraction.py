@@ -81,11 +81,16 @@ class ExtractionTask(Task):
         self.schema_in_prompt = schema_in_prompt
         self.normalization = _as_normalization(normalization)
         self.max_new_tokens: int | None = None
+        # Longest string value and list seen in training (set by setup); bound constrained decoding.
+        self.longest_string: int | None = None
+        self.longest_list: int | None = None
 
     # ------------------------------------------------------------------ data
 
     def setup(self, train: Sequence[dict[str, Any]], others: dict[str, Sequence[dict[str, Any]]]) -> None:
-        """Check that every gold record renders as a target that fits the schema, naming the first bad row."""
+        """Check that every gold record renders as a target that fits the schema, naming the first bad row,
+        and record the longest string value and list in the training split (see :meth:`value_bounds`)."""
+        longest_string, longest_list = 0, 0
         for split, rows in {"train": train, **others}.items():
             for i, ex in enumerate(rows):
                 where = f"{split} split, row {i} (id={ex.get('id', '?')})"
@@ -96,17 +101,39 @@ class ExtractionTask(Task):
                         f"{type(fields).__name__}; map your label column with data.fields_field"
                     )
                 try:
-                    canonical_json(fields, self.schema, dayfirst=self.normalization.dayfirst)
+                    target = json.loads(
+                        canonical_json(fields, self.schema, dayfirst=self.normalization.dayfirst)
+                    )
                 except ValueError as e:
                     raise TaskError(
                         f"{where}: gold record does not fit task.schema: {e}. Fix or drop the record, mark "
                         f"the field `required: false`, or change its type in task.schema"
                     ) from None
+                if split == "train":
+                    for value in target.values():
+                        if isinstance(value, list):
+                            longest_list = max(longest_list, len(value))
+                        items = value if isinstance(value, list) else [value]
+                        longest_string = max([longest_string, *(len(v) for v in items if isinstance(v, str))])
+        if train:
+            self.longest_string, self.longest_list = longest_string, longest_list
 
     def set_length_bound(self, tokenizer: Any, train: Sequence[dict[str, Any]]) -> int:
         """Set (and return) ``max_new_tokens`` = longest training target in tokens + EOS + 8."""
         self.max_new_tokens = target_length_bound(self, tokenizer, train)
         return self.max_new_tokens
+
+    def value_bounds(self) -> dict[str, int]:
+        """Bounds for constrained decoding (:func:`~slmforge.prediction.constrained.constrained_json_schema`):
+        twice the longest string value and list of the training split, with floors of 32 characters and
+        4 items. Loose enough never to cut a plausible value, tight enough that a model looping inside a
+        string stops soon. Empty before :meth:`setup`."""
+        if self.longest_string is None or self.longest_list is None:
+            return {}
+        return {
+            "max_string_chars": max(32, 2 * self.longest_string),
+            "max_list_items": max(4, 2 * self.longest_list),
+        }
 
     # ------------------------------------------------------------------ prompts
 
@@ -178,4 +205,5 @@ class ExtractionTask(Task):
             "schema_in_prompt": self.schema_in_prompt,
             "normalization": asdict(self.normalization),
             "max_new_tokens": self.max_new_tokens,
+            "value_bounds": self.value_bounds(),
         }

@@ -27,7 +27,9 @@ from slmforge.records import PredictionRow
 from slmforge.tasks.base import Task, TaskError
 
 
-def target_length_bound(task: Task, tokenizer: Any, examples: Sequence[dict[str, Any]], margin: int = 8) -> int:
+def target_length_bound(
+    task: Task, tokenizer: Any, examples: Sequence[dict[str, Any]], margin: int = 8
+) -> int:
     """Tokens in the longest target of ``examples`` (+ EOS) plus ``margin``: a ``max_new_tokens`` that lets a
     trained model finish every answer it saw in training without letting a looping one run for long."""
     if not examples:
@@ -51,7 +53,9 @@ def _as_constraints(constraints: Constraints | Mapping[str, Any] | None) -> Cons
             if d.get(key) is None:
                 d.pop(key, None)
             elif isinstance(d[key], str):
-                raise TaskError(f"task.constraints.{key} must be a list of phrases, got the string {d[key]!r}")
+                raise TaskError(
+                    f"task.constraints.{key} must be a list of phrases, got the string {d[key]!r}"
+                )
             else:
                 d[key] = [str(p) for p in d[key]]
         return Constraints(**d)
