@@ -140,7 +140,7 @@ class CausalLMModule(L.LightningModule):
             kw["fused"] = True
         opt = torch.optim.AdamW(groups, **kw)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(round(self.warmup_ratio * total))
+        warmup = round(self.warmup_ratio * total)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: warmup_cosine(step, total, warmup, self.min_lr_ratio)
         )
