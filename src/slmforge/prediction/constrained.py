@@ -160,8 +160,12 @@ def tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
         regular.append((idx, after_0, len(after_0) > len(alone)))
         alphabet.update(after_0)
 
+    # A weak reference: the cache's value must not keep its key (the tokenizer) alive.
+    tokenizer_ref = weakref.ref(tokenizer)
+
     def decode(ids: list[int]) -> str:
-        return tokenizer.decode(ids)
+        tok = tokenizer_ref()
+        return tok.decode(ids) if tok is not None else ""
 
     data = TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, vocab_size)
     data.tokenizer_alphabet = "".join(sorted(c for c in alphabet if not _is_control(c)))
