@@ -66,11 +66,12 @@ def routing_section(result: RoutingResult, plots: list[Path], ensemble: dict[str
             f"Brier {b['brier']:.3f} → {a['brier']:.3f}, NLL {b['nll']:.3f} → {a['nll']:.3f}.",
         ]
     if ensemble:
+        cost = ensemble["cost_per_1k_usd"]
         lines += [
             "",
             f"Ensemble ({ensemble['mode']} vote of {', '.join(ensemble['members'])}): accuracy "
             f"{ensemble['accuracy']:.3f}, p95 latency {ensemble['latency_p95_ms']:.0f} ms, cost / 1k requests "
-            f"{'$%.4f' % ensemble['cost_per_1k_usd'] if ensemble['cost_per_1k_usd'] is not None else 'n/a'}.",
+            f"{f'${cost:.4f}' if cost is not None else 'n/a'}.",
         ]
     if result.warnings:
         lines += ["", *[f"- ⚠ {w}" for w in result.warnings]]
