@@ -88,3 +88,23 @@ def test_warmup_cosine_schedule_values():
     assert abs(warmup_cosine(10, 100, 10, 0.1) - 1.0) < 1e-12
     assert abs(warmup_cosine(100, 100, 10, 0.1) - 0.1) < 1e-12
     assert abs(warmup_cosine(55, 100, 10, 0.0) - 0.5) < 1e-12
+
+
+def test_training_runs_in_train_mode_even_if_the_model_arrives_in_eval_mode(tmp_path):
+    lm = load_model(ModelSpec(name="tiny", source="tiny"))
+    lm.model = apply_adapter(lm.model, AdapterSpec(kind="lora", r=4, alpha=8, dropout=0.1))
+    lm.model.eval()  # as from_pretrained returns it
+    modes = []
+
+    class Probe(CausalLMModule):
+        def training_step(self, window, batch_idx):
+            modes.append(self.model.training)
+            return super().training_step(window, batch_idx)
+
+    dm = SLMDataModule(_task(), lm.tokenizer, TOY, TOY[:4], micro_batch_size=8, accumulate=1)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        limit_val_batches=0, default_root_dir=tmp_path, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(Probe(lm.model), datamodule=dm)
+    assert modes == [True, True]

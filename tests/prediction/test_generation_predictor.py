@@ -134,8 +134,7 @@ def test_stops_at_json_end_and_trims(tokenizer: Any) -> None:
     assert short.completion_tokens == 3 and short.details["stop_reason"] == "max_new_tokens"
 
 
-NAMES = ["Alice", "Bruno", "Chen", "Dara", "Emil", "Fatima", "Gus", "Hana"]
-NAMES += ["Ivan", "Jun", "Kofi", "Lena", "Mira", "Noah", "Omar", "Pia"]
+NAMES = ["Alice", "Bruno", "Chen", "Dara", "Emil", "Fatima", "Gus", "Hana", "Ivan", "Jun", "Kofi", "Lena"]
 CITIES = ["Paris", "Oslo", "Lima", "Rome", "Cairo", "Tokyo", "Quito", "Dublin"]
 
 
@@ -160,8 +159,9 @@ def _field_f1(
 
 
 def test_finetuned_tiny_model_extracts_fields() -> None:
-    """Full fine-tuning of the tiny model with a plain torch loop on 16 toy examples (values copied from
-    the text) takes field micro F1 from ~0 to near 1 on those examples; generation stops at the JSON end."""
+    """Full fine-tuning of the tiny model with a plain torch loop on 12 toy examples (values copied from
+    the text) takes field micro F1 on them from 0 to ~0.95 (~20 s on 2 CPU cores); generation stops at
+    the end of the JSON object."""
     torch.manual_seed(0)
     lm = load_model(ModelSpec(name="tiny", source="tiny"))
     model, tok = lm.model, lm.tokenizer
@@ -174,7 +174,7 @@ def test_finetuned_tiny_model_extracts_fields() -> None:
     )
     task.setup(train, {})
     task.set_length_bound(tok, train)
-    predictor = GenerationPredictor(model, tok, task, batch_size=16)
+    predictor = GenerationPredictor(model, tok, task, batch_size=12)
     before, _ = _field_f1(predictor, task, train)
 
     batch = pad_rows([encode_example(task, tok, ex, max_length=256) for ex in train], tok.pad_token_id)

@@ -99,6 +99,11 @@ class CausalLMModule(L.LightningModule):
         return loss, int(selected.sum())
 
     # ---- training ---------------------------------------------------------------------------------
+    def on_train_start(self) -> None:
+        # from_pretrained returns models in eval mode and Lightning keeps module modes as it finds them:
+        # without this, adapter dropout would silently stay off during training.
+        self.model.train()
+
     def training_step(self, window: dict[str, Any], batch_idx: int) -> torch.Tensor:
         start = time.perf_counter()
         opt = self.optimizers()

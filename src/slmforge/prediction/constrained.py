@@ -19,7 +19,8 @@ model happily writes an endless string or number, greedy decoding never reaches 
 ``max_new_tokens``, and the output is truncated, invalid JSON. :func:`constrained_json_schema` therefore
 bounds free strings (``maxLength``) and lists (``maxItems``); the predictor takes these bounds from the
 training data (``ExtractionTask.value_bounds``: twice the longest value seen). :class:`_StrictJsonParser`
-caps numbers at ``max_number_chars`` characters and whitespace runs at ``max_consecutive_whitespace``.
+caps numbers at ``max_number_chars`` characters and whitespace between JSON tokens at ``whitespace``
+characters in a row (default 0: compact JSON, the format of the canonical training targets).
 Every output is then finite: :func:`max_output_chars` is the worst-case length in characters, which also
 bounds the tokens (every allowed token adds at least one character), so ``max_new_tokens`` of at least
 that guarantees valid output even from an untrained model. A trained model stops far earlier (its outputs
@@ -91,22 +92,28 @@ def max_output_chars(
     max_string_chars: int = 128,
     max_list_items: int = 16,
     max_number_chars: int = 24,
-    max_consecutive_whitespace: int = 2,
+    whitespace: int = 0,
 ) -> int:
-    """Worst-case length in characters of a constrained output (an upper bound on tokens needed + EOS)."""
-    ws = max_consecutive_whitespace
+    """Worst-case length in characters of a constrained output, hence of its tokens (EOS aside).
+
+    A string holds at most ``max_string_chars`` characters, each written in at most 2 (an escape such as
+    ``\\n``; ``\\uXXXX`` escapes are not allowed); a number may take 2 more characters than its cap to
+    complete an exponent.
+    """
+    ws = whitespace
+    string = 2 * max_string_chars + 2
     total = 2 + ws  # braces
     for f in schema.fields:
         if f.type == "number":
-            value = max_number_chars
+            value = max_number_chars + 2
         elif f.type == "date":
             value = 12
         elif f.type == "enum":
             value = 2 + max(len(v) for v in f.values or [""])
         elif f.type == "list":
-            value = 2 + max_list_items * (max_string_chars + 3 + 2 * ws)
+            value = 2 + max_list_items * (string + 1 + 2 * ws)
         else:
-            value = max_string_chars + 2
+            value = string
         if not f.required:
             value = max(value, 4)  # null
         # "key": value, with whitespace allowed around each token of the structure
@@ -157,6 +164,8 @@ def tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
             continue
         if any(_is_control(c) and c not in "\n\r" for c in after_0):
             continue
+        if "\\u" in after_0:  # \uXXXX escapes would break the length bound (see max_output_chars)
+            continue
         regular.append((idx, after_0, len(after_0) > len(alone)))
         alphabet.update(after_0)
 
@@ -198,7 +207,8 @@ class _StrictJsonParser(CharacterLevelParser):
       capped at ``max_number_chars`` characters, after which a number may only end (or take the one digit
       it still needs);
     - no trailing comma before ``}`` (the library allows ``{"a":1,}``);
-    - runs of whitespace are capped at ``max_consecutive_whitespace`` (a config option of the library).
+    - whitespace between JSON tokens is capped at ``whitespace`` characters in a row (0: compact JSON,
+      like the canonical targets; also far fewer tokens than the pretty-printing many models default to).
 
     JSON lexical state (inside a string? escaped? inside a number?) is tracked here from the characters
     themselves, which is exact because the inner parser only lets JSON-shaped text through.
@@ -208,21 +218,23 @@ class _StrictJsonParser(CharacterLevelParser):
         self,
         inner: CharacterLevelParser,
         max_number_chars: int,
-        max_consecutive_whitespace: int,
+        whitespace: int,
         in_str: bool = False,
         escaped: bool = False,
         num_state: str | None = None,
         num_len: int = 0,
         last_sig: str = "",
+        ws_run: int = 0,
     ) -> None:
         self.inner = inner
         self.max_number_chars = max_number_chars
-        self.max_consecutive_whitespace = max_consecutive_whitespace
+        self.whitespace = whitespace
         self.in_str = in_str
         self.escaped = escaped
         self.num_state = num_state  # DFA state while inside a number, else None
         self.num_len = num_len
         self.last_sig = last_sig  # last non-whitespace character outside strings
+        self.ws_run = ws_run  # whitespace characters in a row outside strings
 
     @property
     def config(self) -> CharacterLevelParserConfig:
@@ -230,20 +242,22 @@ class _StrictJsonParser(CharacterLevelParser):
 
     @config.setter
     def config(self, new_config: CharacterLevelParserConfig) -> None:
-        # TokenEnforcer installs its config (the tokenizer's alphabet) on the root parser; keep our
-        # whitespace cap, which lm-format-enforcer otherwise reads from an environment variable.
+        # TokenEnforcer installs its config (the tokenizer's alphabet) on the root parser. The library's
+        # own whitespace cap (from an environment variable) also counts spaces inside strings; whitespace
+        # outside strings is capped here instead, so make the library's cap generous.
         cfg = copy.copy(new_config)
-        cfg.max_consecutive_whitespaces = self.max_consecutive_whitespace
+        cfg.max_consecutive_whitespaces = max(cfg.max_consecutive_whitespaces, 64)
         self.inner.config = cfg
 
     def add_character(self, new_character: str) -> CharacterLevelParser:
         c = new_character
-        in_str, escaped, num_state, num_len, last_sig = (
+        in_str, escaped, num_state, num_len, last_sig, ws_run = (
             self.in_str,
             self.escaped,
             self.num_state,
             self.num_len,
             self.last_sig,
+            self.ws_run,
         )
         if in_str:
             if escaped:
@@ -261,17 +275,20 @@ class _StrictJsonParser(CharacterLevelParser):
                 num_state, num_len = None, 0
             if c == '"':
                 in_str = True
-            if c not in _WHITESPACE:
-                last_sig = c
+            if c in _WHITESPACE:
+                ws_run += 1
+            else:
+                last_sig, ws_run = c, 0
         return _StrictJsonParser(
             self.inner.add_character(c),
             self.max_number_chars,
-            self.max_consecutive_whitespace,
+            self.whitespace,
             in_str,
             escaped,
             num_state,
             num_len,
             last_sig,
+            ws_run,
         )
 
     def _keep(self, c: str) -> bool:
@@ -284,12 +301,15 @@ class _StrictJsonParser(CharacterLevelParser):
                 return self.num_len < self.max_number_chars or self.num_state not in _NUM_ACCEPTING
             if self.num_state not in _NUM_ACCEPTING:  # "-", "1.", "1e" cannot end here
                 return False
+        if c in _WHITESPACE:
+            return self.ws_run < self.whitespace
         return not (self.last_sig == "," and c in "}]")
 
     def get_allowed_characters(self) -> str:
         allowed = self.inner.get_allowed_characters()
         if self.in_str:
-            return allowed
+            # No \uXXXX escapes: any character can be written as itself, and the length bound holds.
+            return allowed.replace("u", "") if self.escaped else allowed
         return "".join(c for c in allowed if self._keep(c))
 
     def can_end(self) -> bool:
@@ -319,12 +339,15 @@ class JsonConstraint:
         tokenizer: Any,
         json_schema: dict[str, Any],
         max_number_chars: int = 24,
-        max_consecutive_whitespace: int = 2,
+        whitespace: int = 0,
+        max_chars: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.json_schema = json_schema
         self.max_number_chars = max_number_chars
-        self.max_consecutive_whitespace = max_consecutive_whitespace
+        self.whitespace = whitespace
+        # Worst-case output length in characters (= tokens, EOS aside) when known (see for_schema).
+        self.max_chars = max_chars
         self.data = tokenizer_data(tokenizer)
 
     @classmethod
@@ -335,14 +358,16 @@ class JsonConstraint:
         max_string_chars: int = 128,
         max_list_items: int = 16,
         max_number_chars: int = 24,
-        max_consecutive_whitespace: int = 2,
+        whitespace: int = 0,
     ) -> JsonConstraint:
+        """The constraint for an extraction schema, bounded as :func:`constrained_json_schema` says."""
         js = constrained_json_schema(schema, max_string_chars=max_string_chars, max_list_items=max_list_items)
-        return cls(tokenizer, js, max_number_chars, max_consecutive_whitespace)
+        max_chars = max_output_chars(schema, max_string_chars, max_list_items, max_number_chars, whitespace)
+        return cls(tokenizer, js, max_number_chars, whitespace, max_chars)
 
     def session(self, vocab_size: int, device: torch.device | str = "cpu") -> ConstraintSession:
         parser = _StrictJsonParser(
-            JsonSchemaParser(self.json_schema), self.max_number_chars, self.max_consecutive_whitespace
+            JsonSchemaParser(self.json_schema), self.max_number_chars, self.whitespace
         )
         return ConstraintSession(TokenEnforcer(self.data, parser), vocab_size, device)
 
@@ -350,7 +375,8 @@ class JsonConstraint:
         return {
             "library": "lm-format-enforcer",
             "max_number_chars": self.max_number_chars,
-            "max_consecutive_whitespace": self.max_consecutive_whitespace,
+            "whitespace": self.whitespace,
+            "max_chars": self.max_chars,
         }
 
 

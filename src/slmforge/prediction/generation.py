@@ -100,7 +100,8 @@ class Generated:
 class GenerationPredictor:
     """Greedy generation, batched with left padding and a shared KV cache.
 
-    max_new_tokens: None -> the task's bound (``task.set_length_bound``) or 256.
+    max_new_tokens: None -> the task's bound (``task.set_length_bound``) or 256; constrained, the
+        worst-case length of a valid output (a cap: a model that knows the format stops far earlier).
     constrained: decode with the task's schema enforced (extraction only; see
         :mod:`slmforge.prediction.constrained`); ``constraint_options`` are passed to
         :meth:`JsonConstraint.for_schema` (``max_string_chars``, ``max_list_items``, ...); by default the
@@ -152,8 +153,13 @@ class GenerationPredictor:
 
     @property
     def max_new_tokens(self) -> int:
-        # Read at predict time: the task's bound is usually set after the predictor is built.
-        return self._max_new_tokens or getattr(self.task, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
+        """The given value; else, constrained, the worst-case output length (so every output completes);
+        else the task's bound (read at predict time: it is usually set after the predictor is built)."""
+        if self._max_new_tokens:
+            return self._max_new_tokens
+        if self.constraint is not None and self.constraint.max_chars is not None:
+            return self.constraint.max_chars + 1  # + EOS
+        return getattr(self.task, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
 
     @property
     def json_stop(self) -> bool:

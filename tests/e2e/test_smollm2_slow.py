@@ -1,0 +1,23 @@
+"""End-to-end on the real SmolLM2-135M-Instruct (slow: minutes on 2 CPU cores; run with -m slow)."""
+
+from __future__ import annotations
+
+import pytest
+from clihelp import run_cli
+
+from slmforge.records import read_results
+
+pytestmark = pytest.mark.slow
+
+
+def test_finetuned_smollm2_beats_zero_shot_on_tickets(tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli(
+        "slmforge-train", "data.sizes.train=192", "data.sizes.validation=32", "data.sizes.test=64",
+        "eval.latency_probe_n=4", f"hydra.run.dir={run}", cwd=tmp_path, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    zero = read_results(run / "predictors/zero_shot").metrics
+    tuned = read_results(run / "predictors/finetuned").metrics
+    assert tuned["accuracy"] >= zero["accuracy"] + 0.2, (zero["accuracy"], tuned["accuracy"])
+    assert tuned["macro_f1"] > zero["macro_f1"]
