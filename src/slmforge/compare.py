@@ -59,8 +59,9 @@ def run_baselines(cfg: DictConfig, run_dir: Path) -> dict[str, ResultsRecord]:
             k = int(b.k)
             shots = select_shots(splits.train, k, str(b.selection), int(cfg.seed), task.target_key)
             predictor = build_predictor(
-                lm, task, int(b.get("batch_size") or cfg.eval.batch_size), shots=shots
-            )
+                lm, task, int(b.get("batch_size") or cfg.eval.batch_size), shots=shots,
+                constrained=bool(cfg.eval.constrained),
+            )  # fmt: skip
             precision = str(hardware["trainer"].get("precision", "32-true"))
             with torch.autocast(device, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
                 rec, _ = evaluate_split(

@@ -101,16 +101,18 @@ def build_model(cfg: DictConfig) -> LoadedModel:
 
 
 def build_predictor(
-    lm: LoadedModel, task: Task, batch_size: int, shots: Sequence[dict[str, Any]] = (), **kwargs: Any
+    lm: LoadedModel, task: Task, batch_size: int, shots: Any = (), constrained: bool = False
 ) -> Predictor:
-    """Label scoring for classification, batched generation otherwise."""
+    """Label scoring for classification, batched (optionally schema-constrained) generation otherwise."""
     if task.decoding == "scoring":
         from slmforge.prediction.label_scoring import LabelScorer
 
-        return LabelScorer(lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots, **kwargs)
+        return LabelScorer(lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots)
     from slmforge.prediction.generation import GenerationPredictor
 
-    return GenerationPredictor(lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots, **kwargs)
+    return GenerationPredictor(
+        lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots, constrained=constrained
+    )
 
 
 def select_shots(

@@ -93,7 +93,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     device = _device(hardware)
     lm.model.to(device)
     if ecfg.zero_shot:
-        predictor = build_predictor(lm, task, int(ecfg.batch_size))
+        predictor = build_predictor(lm, task, int(ecfg.batch_size), constrained=bool(ecfg.constrained))
         with _autocast(hardware):
             rec, rows = evaluate_split(
                 predictor, task, splits.test, name=f"{minfo['model']}-zero-shot", split="test",
@@ -113,7 +113,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         max_length=int(tcfg.max_length), pad_multiple=int(hardware.get("pad_multiple", 1)),
         group_by_length=bool(tcfg.group_by_length), eval_batch_size=int(ecfg.batch_size), seed=int(cfg.seed),
     )  # fmt: skip
-    val_predictor = build_predictor(lm, task, int(ecfg.batch_size))
+    val_predictor = build_predictor(lm, task, int(ecfg.batch_size), constrained=bool(ecfg.constrained))
     module = CausalLMModule(
         lm.model,
         lr=float(tcfg.lr),

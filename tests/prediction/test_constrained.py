@@ -71,9 +71,10 @@ def test_calendar_pattern_is_exact() -> None:
                 assert bool(pattern.match(text)) == valid, text
 
 
-def _feed(text: str, schema: dict) -> str:
+def _feed(text: str, schema: dict, whitespace: int = 0) -> str:
     """Feed ``text`` character by character; "ok" or why it was rejected."""
-    parser = _StrictJsonParser(JsonSchemaParser(constrained_json_schema(Schema.from_config(schema))), 24, 2)
+    js = constrained_json_schema(Schema.from_config(schema))
+    parser = _StrictJsonParser(JsonSchemaParser(js), 24, whitespace)
     for i, ch in enumerate(text):
         if ch not in parser.get_allowed_characters():
             return f"rejected {ch!r} at {i}"
@@ -106,7 +107,18 @@ def test_strict_parser_rejects_trailing_commas_and_bad_dates() -> None:
     assert _feed('{"tags":["a",]', ALL_TYPES).startswith("rejected ']'")
     assert _feed('{"tags":[],"when":"2023-02-29"}', ALL_TYPES).startswith("rejected '9'")
     assert _feed('{"tags":[],"when":"0000-01-01"}', ALL_TYPES).startswith("rejected '0'")
-    assert _feed('{"tags":[],"name":"a\\"b\\u00e9"}', ALL_TYPES) == "ok"
+    assert _feed('{"tags":[],"name":"a\\"b\\n x"}', ALL_TYPES) == "ok"
+    # \uXXXX escapes would break the length bound; every character can be written as itself instead.
+    assert _feed('{"tags":[],"name":"\\u00e9"}', ALL_TYPES).startswith("rejected 'u'")
+
+
+def test_strict_parser_whitespace() -> None:
+    compact = '{"name":"a  b","tags":["x y"]}'
+    assert _feed(compact, ALL_TYPES) == "ok"  # spaces inside strings are content
+    assert _feed('{"name": "a"}', ALL_TYPES).startswith("rejected ' ' at 8")  # default: compact JSON
+    assert _feed(' {"tags":[]}', ALL_TYPES).startswith("rejected ' ' at 0")
+    assert _feed('{ "tags" : [ ] }', ALL_TYPES, whitespace=1) == "ok"
+    assert _feed('{  "tags":[]}', ALL_TYPES, whitespace=1).startswith("rejected ' ' at 2")
 
 
 @pytest.mark.parametrize(
@@ -123,7 +135,13 @@ def test_untrained_model_always_gives_valid_json(schema: dict, init: float) -> N
     options = {"max_string_chars": 16, "max_list_items": 3}
     bound = max_output_chars(task.schema, **options)
     predictor = GenerationPredictor(
-        lm.model, lm.tokenizer, task, batch_size=6, max_new_tokens=bound, constrained=True, constraint_options=options
+        lm.model,
+        lm.tokenizer,
+        task,
+        batch_size=6,
+        max_new_tokens=bound,
+        constrained=True,
+        constraint_options=options,
     )
     preds = predictor.predict(examples)
     for p in preds:
@@ -162,7 +180,9 @@ def test_logits_processor_with_hf_generate() -> None:
     tok, task = lm.tokenizer, ExtractionTask(invoices.SCHEMA)
     options = {"max_string_chars": 12, "max_list_items": 2}
     constraint = JsonConstraint.for_schema(tok, task.schema, **options)
-    prompts = [tok("Extract: " + t, add_special_tokens=False)["input_ids"] for t in ("a b c", "longer text x")]
+    prompts = [
+        tok("Extract: " + t, add_special_tokens=False)["input_ids"] for t in ("a b c", "longer text x")
+    ]
     width = max(len(p) for p in prompts)
     ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in prompts])
     mask = (torch.arange(width)[None] >= torch.tensor([width - len(p) for p in prompts])[:, None]).long()

@@ -39,10 +39,12 @@ import weakref
 from collections.abc import Hashable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from lmformatenforcer import CharacterLevelParser, JsonSchemaParser
 from lmformatenforcer.characterlevelparser import CharacterLevelParserConfig
 from lmformatenforcer.tokenenforcer import TokenEnforcer, TokenEnforcerTokenizerData
+from transformers import LogitsProcessor
 
 from slmforge.tasks.schema import Schema
 
@@ -135,13 +137,14 @@ def tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
     """lm-format-enforcer's per-tokenizer tables (cached per tokenizer object; ~2 s for 49k tokens).
 
     Same recipe as lm-format-enforcer's transformers integration (every non-special token is decoded after
-    a ``"0"`` token so word-start tokens keep their leading space), with three fixes found by decoding
+    a ``"0"`` token so word-start tokens keep their leading space), with fixes found by decoding
     with random models, each of which otherwise ended outputs early as unterminated JSON:
 
-    - tokens that are only part of a UTF-8 character (byte-level BPE spells rare characters such as "¥",
-      "₹" or emoji as 2-4 byte pieces) are dropped: the enforcer counts them as no characters until the
-      character completes and then sees more characters than it allowed (overrunning a ``maxLength``), and
-      a model can loop on them forever. Constrained output cannot contain such characters;
+    - tokens that decode to nothing and tokens that are only part of a UTF-8 character (byte-level BPE
+      spells rare characters such as "¥", "₹" or emoji as 2-4 byte pieces) are dropped: the enforcer
+      counts them as no characters (a piece until its character completes, and then more characters
+      than it allowed, overrunning a ``maxLength``), so a model can loop on them forever. Constrained
+      output cannot contain such characters;
     - tokens holding control characters other than newlines (tabs, ``\\x00``...) are dropped: the library
       lets them into JSON strings, where they are invalid (newlines it checks itself);
     - the parser's alphabet is every character of the vocabulary, not only those that start a token: a
@@ -160,8 +163,8 @@ def tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
             continue
         after_0 = tokenizer.decode([token_0, idx])[1:]
         alone = tokenizer.decode([idx])
-        if "\ufffd" in alone or "\ufffd" in after_0:
-            continue
+        if not after_0 or "\ufffd" in alone or "\ufffd" in after_0:
+            continue  # empty tokens would be allowed everywhere and add nothing: an endless loop
         if any(_is_control(c) and c not in "\n\r" for c in after_0):
             continue
         if "\\u" in after_0:  # \uXXXX escapes would break the length bound (see max_output_chars)
@@ -366,9 +369,7 @@ class JsonConstraint:
         return cls(tokenizer, js, max_number_chars, whitespace, max_chars)
 
     def session(self, vocab_size: int, device: torch.device | str = "cpu") -> ConstraintSession:
-        parser = _StrictJsonParser(
-            JsonSchemaParser(self.json_schema), self.max_number_chars, self.whitespace
-        )
+        parser = _StrictJsonParser(JsonSchemaParser(self.json_schema), self.max_number_chars, self.whitespace)
         return ConstraintSession(TokenEnforcer(self.data, parser), vocab_size, device)
 
     def describe(self) -> dict[str, Any]:
@@ -396,7 +397,9 @@ class ConstraintSession:
         key = id(token_list)
         hit = self._index_cache.get(key)
         if hit is None:
-            ids = torch.tensor(token_list.allowed_tokens, dtype=torch.long)
+            allowed = token_list.allowed_tokens
+            # np.fromiter is ~10x faster than torch.tensor on a list of ~50k Python ints (free text).
+            ids = torch.from_numpy(np.fromiter(allowed, dtype=np.int64, count=len(allowed)))
             ids = ids[ids < self.vocab_size]
             # Keep token_list alive with its tensor so the id() key cannot be reused by another object.
             hit = (token_list, ids)
@@ -414,13 +417,7 @@ class ConstraintSession:
         return out.to(self.device)
 
 
-def _logits_processor_base() -> type:
-    from transformers import LogitsProcessor
-
-    return LogitsProcessor
-
-
-class JsonSchemaLogitsProcessor(_logits_processor_base()):  # type: ignore[misc]
+class JsonSchemaLogitsProcessor(LogitsProcessor):
     """A ``transformers`` LogitsProcessor for ``model.generate(..., logits_processor=[...])``.
 
     The first call fixes the prompt width (``input_ids.shape[1]``); the tokens after it are the generated

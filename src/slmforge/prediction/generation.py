@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from slmforge.prediction.base import Prediction
+from slmforge.prediction.shots import shots_for
 from slmforge.prediction.constrained import JsonConstraint
 from slmforge.prediction.label_scoring import CACHE_KWARG, _decoder_and_head, _returned_cache
 from slmforge.tasks.base import Task, render_prompt
@@ -132,7 +133,7 @@ class GenerationPredictor:
         self.batch_size = batch_size
         self._max_new_tokens = max_new_tokens
         self.constrained = constrained
-        self.shots = list(shots)
+        self.shots = shots if callable(shots) else list(shots)
         self.stop_at_json_end = stop_at_json_end
         self.max_prompt_tokens = max_prompt_tokens
         self.name = name
@@ -178,7 +179,7 @@ class GenerationPredictor:
         return out
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
-        prompt = render_prompt(self.tokenizer, self.task.messages(example, self.shots))
+        prompt = render_prompt(self.tokenizer, self.task.messages(example, shots_for(self.shots, example)))
         ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
         if len(ids) > self.max_prompt_tokens:
             # Same cut as training: keep the template head and the tail with the assistant marker.
