@@ -42,10 +42,14 @@ def load_rows(path: Path, n: int, seed: int) -> list[dict]:
 
 
 def fresh_model(args: argparse.Namespace):
-    spec = ModelSpec(**_SMOLLM2_GGUF) if args.model == "smollm2-135m" else ModelSpec(name="tiny", source="tiny")
+    spec = (
+        ModelSpec(**_SMOLLM2_GGUF) if args.model == "smollm2-135m" else ModelSpec(name="tiny", source="tiny")
+    )
     lm = load_model(spec)
     targets = "all-linear" if args.all_linear else ATTN
-    lm.model = apply_adapter(lm.model, AdapterSpec(kind="lora", r=8, alpha=16, dropout=0.05, target_modules=targets))
+    lm.model = apply_adapter(
+        lm.model, AdapterSpec(kind="lora", r=8, alpha=16, dropout=0.05, target_modules=targets)
+    )
     lm.model.train()
     return lm
 
@@ -80,7 +84,9 @@ def run_hf(args, examples, article: bool) -> dict:
             useful.append(sum(enc["attention_mask"]))
         else:
             row = encode_example(task, tok, ex, 512)
-            feats.append({"input_ids": row.input_ids, "attention_mask": [1] * len(row.input_ids), "labels": row.labels})
+            feats.append(
+                {"input_ids": row.input_ids, "attention_mask": [1] * len(row.input_ids), "labels": row.labels}
+            )
             useful.append(len(row.input_ids))
 
     def collate(batch):
@@ -100,7 +106,9 @@ def run_hf(args, examples, article: bool) -> dict:
         use_cpu=not torch.cuda.is_available(), save_strategy="no", logging_strategy="no",
         dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
     )  # fmt: skip
-    trainer = Trainer(model=lm.model, args=targs, train_dataset=feats, data_collator=collate, callbacks=[timer])
+    trainer = Trainer(
+        model=lm.model, args=targs, train_dataset=feats, data_collator=collate, callbacks=[timer]
+    )
     trainer.train()
     per_step = 16
     timed_rows = useful[per_step : per_step * (args.steps + 1)]
@@ -142,7 +150,9 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=Path("../shared/data/banking77/train.jsonl"))
     p.add_argument("--model", default="smollm2-135m", choices=["smollm2-135m", "tiny"])
     p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per variant (16 rows each)")
-    p.add_argument("--all-linear", action="store_true", help="LoRA on every linear layer (slmforge's default)")
+    p.add_argument(
+        "--all-linear", action="store_true", help="LoRA on every linear layer (slmforge's default)"
+    )
     p.add_argument("--variants", default="article,hf,slmforge")
     p.add_argument("--out", type=Path, default=Path("outputs/bench_train"))
     args = p.parse_args()

@@ -104,7 +104,9 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     lm.model.to(device)
     minfo = model_info(lm)
     name = cfg.get("name") or f"{minfo['model']}-{method.replace('_', '-')}" + (f"-k{k}" if k else "")
-    predictor = build_predictor(lm, task, int(cfg.eval.batch_size), shots=shots, constrained=bool(cfg.eval.constrained))
+    predictor = build_predictor(
+        lm, task, int(cfg.eval.batch_size), shots=shots, constrained=bool(cfg.eval.constrained)
+    )
     loggers = make_loggers(
         to_container(cfg.get("logger")), out_dir, name, to_container(cfg), [minfo["model"]], "evaluate"
     )

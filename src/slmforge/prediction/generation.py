@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from slmforge.prediction.base import Prediction
-from slmforge.prediction.shots import shots_for
 from slmforge.prediction.constrained import JsonConstraint
 from slmforge.prediction.label_scoring import CACHE_KWARG, _decoder_and_head, _returned_cache
+from slmforge.prediction.shots import shots_for
 from slmforge.tasks.base import Task, render_prompt
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -108,6 +108,7 @@ class GenerationPredictor:
         :meth:`JsonConstraint.for_schema` (``max_string_chars``, ``max_list_items``, ...); by default the
         string and list bounds come from the training data (``ExtractionTask.value_bounds``).
     stop_at_json_end: for JSON tasks, stop right after the first complete object.
+    shots: fixed few-shot examples, or a callable giving each example its own (``SimilarShots``).
     batch_size=1 decodes each example alone (what an online request sees).
     """
 
@@ -119,7 +120,7 @@ class GenerationPredictor:
         batch_size: int = 8,
         max_new_tokens: int | None = None,
         constrained: bool = False,
-        shots: Sequence[dict[str, Any]] = (),
+        shots: Sequence[dict[str, Any]] | Callable[[dict[str, Any]], Sequence[dict[str, Any]]] = (),
         stop_at_json_end: bool = True,
         max_prompt_tokens: int = 2048,
         constraint_options: dict[str, Any] | None = None,
