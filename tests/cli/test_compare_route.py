@@ -7,11 +7,12 @@ import json
 import pandas as pd
 import pytest
 
-from clihelp import FAST, run_cli
 from slmforge.modeling.loading import ModelSpec, load_model
 from slmforge.records import read_results
 from slmforge.routing import RoutingPolicy
 from slmforge.serving import start_server
+
+from clihelp import FAST, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clihelp import FAST, run_cli
 from slmforge.records import read_results
+
+from clihelp import FAST, run_cli
 
 
 def _read_wandb_run(run_dir: Path) -> dict:

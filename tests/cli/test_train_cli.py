@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from clihelp import FAST, run_cli
 from slmforge.records import read_predictions, read_results
+
+from clihelp import FAST, run_cli
 
 
 @pytest.fixture(scope="module")

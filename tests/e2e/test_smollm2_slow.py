@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from clihelp import run_cli
 
 from slmforge.records import read_results
+
+from clihelp import run_cli
 
 pytestmark = pytest.mark.slow
 
