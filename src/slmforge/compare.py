@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,11 +23,13 @@ from slmforge.config import config_dir
 from slmforge.evaluation.runner import evaluate_split
 from slmforge.pipeline import (
     ConfigError,
+    autocast_for,
     build_data,
     build_model,
     build_predictor,
     build_task,
     data_info,
+    device_for,
     model_info,
     select_shots,
     to_container,
@@ -48,12 +49,11 @@ def run_baselines(cfg: DictConfig, run_dir: Path) -> dict[str, ResultsRecord]:
     dinfo = data_info(cfg, splits)
     records: dict[str, ResultsRecord] = {}
     hardware = to_container(cfg.hardware)
-    device = "cuda" if hardware["trainer"].get("accelerator") in ("gpu", "cuda") else "cpu"
     validation = splits.validation if cfg.eval.validation_predictions else None
     kshots = [(name, b) for name, b in (cfg.get("k_shot_baselines") or {}).items() if b]
     if kshots:
         lm = build_model(cfg)
-        lm.model.to(device)
+        lm.model.to(device_for(hardware))
         minfo = model_info(lm)
         for name, b in kshots:
             k = int(b.k)
@@ -62,8 +62,7 @@ def run_baselines(cfg: DictConfig, run_dir: Path) -> dict[str, ResultsRecord]:
                 lm, task, int(b.get("batch_size") or cfg.eval.batch_size), shots=shots,
                 constrained=bool(cfg.eval.constrained),
             )  # fmt: skip
-            precision = str(hardware["trainer"].get("precision", "32-true"))
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+            with autocast_for(hardware):
                 rec, _ = evaluate_split(
                     predictor, task, splits.test, name=f"{minfo['model']}-{k}shot", split="test",
                     predictor_info={"kind": "local", "method": "k_shot", **minfo, "adapter": None, "k": k,

@@ -23,11 +23,13 @@ from slmforge.config import config_dir
 from slmforge.evaluation.runner import evaluate_split
 from slmforge.pipeline import (
     ConfigError,
+    autocast_for,
     build_data,
     build_model,
     build_predictor,
     build_task,
     data_info,
+    device_for,
     model_info,
     select_shots,
     to_container,
@@ -100,8 +102,7 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     if k:
         method = "k_shot" if method == "zero_shot" else "finetuned_k_shot"
     hardware = to_container(cfg.hardware)
-    device = "cuda" if hardware["trainer"].get("accelerator") in ("gpu", "cuda") else "cpu"
-    lm.model.to(device)
+    lm.model.to(device_for(hardware))
     minfo = model_info(lm)
     name = cfg.get("name") or f"{minfo['model']}-{method.replace('_', '-')}" + (f"-k{k}" if k else "")
     predictor = build_predictor(
@@ -110,10 +111,7 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     loggers = make_loggers(
         to_container(cfg.get("logger")), out_dir, name, to_container(cfg), [minfo["model"]], "evaluate"
     )
-    import torch
-
-    precision = str(hardware["trainer"].get("precision", "32-true"))
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+    with autocast_for(hardware):
         record, rows = evaluate_split(
             predictor, task, splits.get(str(cfg.split)), name=str(name), split=str(cfg.split),
             predictor_info={"kind": "local", "method": method, **minfo, "adapter": cfg.get("adapter_path"), "k": k},

@@ -65,6 +65,19 @@ def _finish_tracking() -> None:
     finish()
 
 
+def device_for(hardware: dict[str, Any]) -> str:
+    """Where evaluation runs: the device the hardware group trains on."""
+    return "cuda" if hardware["trainer"].get("accelerator") in ("gpu", "cuda") else "cpu"
+
+
+def autocast_for(hardware: dict[str, Any]) -> Any:
+    """Evaluation in the training precision (bf16 autocast when training uses bf16-mixed)."""
+    import torch
+
+    precision = str(hardware["trainer"].get("precision", "32-true"))
+    return torch.autocast(device_for(hardware), dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
+
+
 def to_container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 

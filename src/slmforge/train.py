@@ -34,11 +34,13 @@ from slmforge.modeling.adapters import AdapterSpec, apply_adapter, trainable_par
 from slmforge.modeling.module import CausalLMModule
 from slmforge.pipeline import (
     ConfigError,
+    autocast_for,
     build_data,
     build_model,
     build_predictor,
     build_task,
     data_info,
+    device_for,
     model_info,
     resolve_ckpt,
     to_container,
@@ -90,11 +92,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     records: dict[str, ResultsRecord] = {}
 
     # ---- zero-shot baseline (the base model before any adapter) ---------------------------------------------
-    device = _device(hardware)
+    device = device_for(hardware)
     lm.model.to(device)
     if ecfg.zero_shot:
         predictor = build_predictor(lm, task, int(ecfg.batch_size), constrained=bool(ecfg.constrained))
-        with _autocast(hardware):
+        with autocast_for(hardware):
             rec, rows = evaluate_split(
                 predictor, task, splits.test, name=f"{minfo['model']}-zero-shot", split="test",
                 predictor_info={"kind": "local", "method": "zero_shot", **minfo, "adapter": None, "k": 0},
@@ -170,7 +172,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     adapter_dir = run_dir / "adapter"
     lm.model.to(device)  # Lightning's teardown moved it back to the CPU
     lm.model.save_pretrained(adapter_dir)  # PEFT format (safetensors)
-    with _autocast(hardware):
+    with autocast_for(hardware):
         rec, rows = evaluate_split(
             val_predictor, task, splits.test, name=f"{minfo['model']}-{cfg.adapter.kind}", split="test",
             predictor_info={"kind": "local", "method": "finetuned", **minfo, "adapter": str(adapter_dir), "k": 0},
@@ -201,16 +203,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
-
-
-def _device(hardware: dict[str, Any]) -> str:
-    return "cuda" if hardware["trainer"].get("accelerator") in ("gpu", "cuda") else "cpu"
-
-
-def _autocast(hardware: dict[str, Any]) -> Any:
-    """Evaluation in the training precision (bf16 autocast when training used bf16-mixed)."""
-    precision = str(hardware["trainer"].get("precision", "32-true"))
-    return torch.autocast(_device(hardware), dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
 
 
 def _peak_memory_mb() -> float:

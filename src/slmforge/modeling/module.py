@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from slmforge.modeling.batching import IGNORE_INDEX
+from slmforge.modeling.internals import decoder_and_head
 
 
 def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
@@ -70,23 +71,12 @@ class CausalLMModule(L.LightningModule):
         self.train_time_s = 0.0
 
     # ---- loss -------------------------------------------------------------------------------------
-    def _decoder_and_head(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        try:
-            decoder, head = base.get_decoder(), base.get_output_embeddings()
-        except (AttributeError, NotImplementedError):
-            return None
-        # Models that post-process logits (soft-capping, scaling) need the full forward to stay exact.
-        if decoder is None or head is None or getattr(base.config, "final_logit_softcapping", None):
-            return None
-        return decoder, head
-
     def supervised_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
         """Summed cross-entropy over supervised (answer + EOS) tokens, and their count."""
         ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
         targets = labels[:, 1:]
         selected = targets != IGNORE_INDEX
-        parts = self._decoder_and_head() if self.sparse_lm_head else None
+        parts = decoder_and_head(self.model) if self.sparse_lm_head else None
         if parts is not None:
             decoder, head = parts
             hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -99,7 +89,7 @@ class CausalLMModule(L.LightningModule):
         return loss, int(selected.sum())
 
     # ---- training ---------------------------------------------------------------------------------
-    def on_train_start(self) -> None:
+    def on_fit_start(self) -> None:
         # from_pretrained returns models in eval mode and Lightning keeps module modes as it finds them:
         # without this, adapter dropout would silently stay off during training.
         self.model.train()

@@ -29,9 +29,9 @@ from typing import Any
 
 import torch
 
+from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache
 from slmforge.prediction.base import Prediction
 from slmforge.prediction.constrained import JsonConstraint
-from slmforge.prediction.label_scoring import CACHE_KWARG, _decoder_and_head, _returned_cache
 from slmforge.prediction.shots import shots_for
 from slmforge.tasks.base import Task, render_prompt
 
@@ -202,14 +202,14 @@ class GenerationPredictor:
         }
         if cache is not None:
             kwargs[CACHE_KWARG] = cache
-        parts = _decoder_and_head(self.model)
+        parts = decoder_and_head(self.model)
         if parts is not None:  # the LM head only at the last position, not over the whole prompt
             out = parts[0](**kwargs)
             logits = parts[1](out.last_hidden_state[:, -1])
         else:
             out = self.model(**kwargs)
             logits = out.logits[:, -1]
-        return logits.float(), _returned_cache(out)
+        return logits.float(), returned_cache(out)
 
     @torch.no_grad()
     def generate_batch(self, prompts: list[list[int]], max_new_tokens: int | None = None) -> list[Generated]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from slmforge.modeling.internals import decoder_and_head
 from slmforge.prediction.base import Prediction
 from slmforge.prediction.shots import shots_for
 from slmforge.tasks.base import Task, render_prompt
@@ -26,34 +27,6 @@ from slmforge.tasks.base import Task, render_prompt
 def _label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
     ids = [tokenizer(lab, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for lab in labels]
     return ids
-
-
-def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    try:
-        decoder, head = base.get_decoder(), base.get_output_embeddings()
-    except (AttributeError, NotImplementedError):
-        return None
-    if decoder is None or head is None or getattr(base.config, "final_logit_softcapping", None):
-        return None
-    return decoder, head
-
-
-def _cache_kwarg() -> str:
-    # transformers 5.x renamed `past_key_values` to `cache` (the old name warns, then goes away).
-    import inspect
-
-    from transformers import LlamaModel
-
-    return "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
-
-
-CACHE_KWARG = _cache_kwarg()
-
-
-def _returned_cache(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
 
 
 @torch.no_grad()
@@ -166,7 +139,7 @@ class LabelScorer:
 
         # Positions whose next-token distribution is needed: the prompt's last token (first label token,
         # shared by all labels) and every packed label input (its label's next token).
-        parts = _decoder_and_head(self.model)
+        parts = decoder_and_head(self.model)
         if parts is not None:
             hidden = parts[0](input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
             head = parts[1]
