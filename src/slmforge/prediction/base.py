@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import torch
 
 
 @dataclass
@@ -30,3 +35,22 @@ class Predictor(Protocol):
     def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]: ...
 
     def describe(self) -> dict[str, Any]: ...
+
+
+@contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) for prediction, then the model's previous mode (training may resume)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[tuple[list[int], float]]:
+    """Indices of batches of similar length (little padding), each with a start time; callers put results
+    back in input order and divide the batch's elapsed time by its size for a per-example latency."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size], time.perf_counter()

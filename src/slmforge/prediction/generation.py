@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache
-from slmforge.prediction.base import Prediction
+from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
 from slmforge.prediction.constrained import JsonConstraint
 from slmforge.prediction.shots import shots_for
 from slmforge.tasks.base import Task, render_prompt
@@ -277,15 +277,10 @@ class GenerationPredictor:
         return text
 
     def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
-        was_training = self.model.training
-        self.model.eval()
         prompts = [self.prompt_ids(ex) for ex in examples]
-        order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))
         results: list[Prediction | None] = [None] * len(examples)
-        try:
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                t0 = time.perf_counter()
+        with eval_mode(self.model):
+            for idx, t0 in length_sorted_batches([len(p) for p in prompts], self.batch_size):
                 generated = self.generate_batch([prompts[i] for i in idx])
                 elapsed_ms = (time.perf_counter() - t0) * 1000 / len(idx)
                 for res, i in zip(generated, idx, strict=True):
@@ -309,6 +304,4 @@ class GenerationPredictor:
                         raw_output=raw,
                         details=details,
                     )
-        finally:
-            self.model.train(was_training)
         return [r for r in results if r is not None]

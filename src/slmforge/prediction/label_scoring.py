@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from slmforge.modeling.internals import decoder_and_head
-from slmforge.prediction.base import Prediction
+from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
 from slmforge.prediction.shots import shots_for
 from slmforge.tasks.base import Task, render_prompt
 
@@ -162,16 +162,10 @@ class LabelScorer:
         return scores
 
     def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
-        was_training = self.model.training
-        self.model.eval()
         prompts = [self.prompt_ids(ex) for ex in examples]
-        # Sort by length so each batch pads little; results are put back in input order.
-        order = sorted(range(len(examples)), key=lambda i: len(prompts[i]))
         results: list[Prediction | None] = [None] * len(examples)
-        try:
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                t0 = time.perf_counter()
+        with eval_mode(self.model):
+            for idx, t0 in length_sorted_batches([len(p) for p in prompts], self.batch_size):
                 scores = self.score_batch([prompts[i] for i in idx])
                 probs = scores.softmax(-1).cpu()
                 elapsed_ms = (time.perf_counter() - t0) * 1000 / len(idx)
@@ -190,6 +184,4 @@ class LabelScorer:
                             "logp": float(scores[row, best]) if math.isfinite(scores[row, best]) else None
                         },
                     )
-        finally:
-            self.model.train(was_training)
         return [r for r in results if r is not None]
