@@ -30,10 +30,9 @@ from typing import Any
 import torch
 
 from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache
-from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
+from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches, prompt_token_ids
 from slmforge.prediction.constrained import JsonConstraint
-from slmforge.prediction.shots import shots_for
-from slmforge.tasks.base import Task, render_prompt
+from slmforge.tasks.base import Task
 
 DEFAULT_MAX_NEW_TOKENS = 256
 
@@ -180,13 +179,7 @@ class GenerationPredictor:
         return out
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
-        prompt = render_prompt(self.tokenizer, self.task.messages(example, shots_for(self.shots, example)))
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if len(ids) > self.max_prompt_tokens:
-            # Same cut as training: keep the template head and the tail with the assistant marker.
-            head = min(32, self.max_prompt_tokens // 4)
-            ids = ids[:head] + ids[len(ids) - (self.max_prompt_tokens - head) :]
-        return ids
+        return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
 
     # ------------------------------------------------------------------ decoding
 

@@ -19,9 +19,8 @@ from typing import Any
 import torch
 
 from slmforge.modeling.internals import decoder_and_head
-from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
-from slmforge.prediction.shots import shots_for
-from slmforge.tasks.base import Task, render_prompt
+from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches, prompt_token_ids
+from slmforge.tasks.base import Task
 
 
 def _label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
@@ -80,12 +79,7 @@ class LabelScorer:
         return {"decoding": "label_scoring", "batch_size": self.batch_size, "k": len(self.shots)}
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
-        prompt = render_prompt(self.tokenizer, self.task.messages(example, shots_for(self.shots, example)))
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if len(ids) > self.max_prompt_tokens:
-            head = min(32, self.max_prompt_tokens // 4)
-            ids = ids[:head] + ids[len(ids) - (self.max_prompt_tokens - head) :]
-        return ids
+        return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
 
     @torch.no_grad()
     def score_batch(self, prompts: list[list[int]]) -> torch.Tensor:
