@@ -1,12 +1,13 @@
 """Classification evaluation speed: the article's per-example generate(256) + string match vs slmforge's
-batched label scoring, on the same model and examples, measured in one run.
+batched label scoring (exact) and label-trie decoding, on the same model and examples, measured in one run.
 
-    python scripts/bench_eval_speed.py --n 16                      # banking77 test, SmolLM2-135M, ~5 min
-    python scripts/bench_eval_speed.py --n 8 --adapter <run>/adapter   # the same for a fine-tuned model
+    python scripts/bench_eval_speed.py --n 16 --label-list              # base model zero-shot (label list)
+    python scripts/bench_eval_speed.py --n 32 --adapter <run>/adapter   # a fine-tuned model
 
 Prints examples/s and accuracy per variant and the ratio to the article's recipe. The article's recipe
 generates up to 256 new tokens per example, one example at a time, then compares the stripped text with
-the gold label; label scoring is exact and batched (all 77 labels packed after each prompt).
+the gold label. slmforge variants run batched; "prefix cache" encodes the prompt head every example shares
+(system turn, instruction, label list) once. ``--variants`` picks a subset.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def main() -> None:
     p.add_argument("--adapter", type=Path, default=None)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--label-list", action="store_true", help="list all labels in the prompt")
+    p.add_argument("--variants", default="scoring,trie", help="of scoring,scoring_nocache,trie,trie_nocache")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="the article's generate() bound")
     args = p.parse_args()
     train = [json.loads(line) for line in (args.data / "train.jsonl").open()]
     test = [json.loads(line) for line in (args.data / "test.jsonl").open()]
@@ -56,7 +59,7 @@ def main() -> None:
     with torch.no_grad():
         for ex in test:
             ids = tok(render_prompt(tok, task.messages(ex)), return_tensors="pt", add_special_tokens=False)
-            out = model.generate(**ids, max_new_tokens=256, do_sample=False, pad_token_id=tok.pad_token_id)
+            out = model.generate(**ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
             new = out[0, ids["input_ids"].shape[1] :]
             gen_tokens += len(new)
             correct += tok.decode(new, skip_special_tokens=True).strip() == ex["label"]
@@ -65,15 +68,27 @@ def main() -> None:
     print(f"article  per-example generate(256): {article['ex_s']:.3f} ex/s  accuracy {article['acc']:.3f}  "
           f"({gen_tokens / len(test):.0f} new tokens/example)", flush=True)  # fmt: skip
 
-    scorer = LabelScorer(model, tok, task, batch_size=args.batch_size)
-    scorer.predict(test[:2])  # warm-up
-    t0 = time.perf_counter()
-    preds = scorer.predict(test)
-    score_s = time.perf_counter() - t0
-    acc = sum(pr.pred == ex["label"] for pr, ex in zip(preds, test, strict=True)) / len(test)
-    print(f"slmforge batched label scoring:    {len(test) / score_s:.3f} ex/s  accuracy {acc:.3f}  "
-          f"({len(test) / score_s / article['ex_s']:.1f}x article)")  # fmt: skip
+    results = {"article": article}
+    from slmforge.prediction.label_trie import LabelTriePredictor
 
-
-if __name__ == "__main__":
-    main()
+    variants = {
+        "scoring": lambda: LabelScorer(model, tok, task, batch_size=args.batch_size),
+        "scoring_nocache": lambda: LabelScorer(model, tok, task, batch_size=args.batch_size, prefix_cache=False),
+        "trie": lambda: LabelTriePredictor(model, tok, task, batch_size=args.batch_size),
+        "trie_nocache": lambda: LabelTriePredictor(model, tok, task, batch_size=args.batch_size, prefix_cache=False),
+    }
+    for name in args.variants.split(","):
+        predictor = variants[name]()
+        predictor.predict(test[:2])  # warm-up
+        t0 = time.perf_counter()
+        preds = []
+        for start in range(0, len(test), args.batch_size):  # as the evaluation runner calls it
+            preds += predictor.predict(test[start : start + args.batch_size])
+        secs = time.perf_counter() - t0
+        acc = sum(pr.pred == ex["label"] for pr, ex in zip(preds, test, strict=True)) / len(test)
+        results[name] = {"ex_s": len(test) / secs, "acc": acc, "preds": [pr.pred for pr in preds]}
+        print(f"slmforge {name:16s}: {len(test) / secs:7.3f} ex/s  accuracy {acc:.3f}  "
+              f"({len(test) / secs / article['ex_s']:.1f}x article)", flush=True)  # fmt: skip
+    if "scoring" in results and "trie" in results:
+        same = sum(a == b for a, b in zip(results["scoring"]["preds"], results["trie"]["preds"], strict=True))
+        print(f"trie agrees with exact scoring on {same}/{len(test)} examples")

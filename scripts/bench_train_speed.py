@@ -9,11 +9,14 @@ same precision. Prints one line per variant and its ratio to the article's recip
 
 Variants
   (a) article   HF Trainer, every row padded to 512, labels = input_ids (padding and prompt trained on),
-                batch 8 x accumulation 2, "### Input / ### Output" template
+                batch 8 x accumulation 2
   (b) hf        HF Trainer, dynamic padding, prompt-masked labels (what TRL's SFTTrainer does)
-  (c) slmforge  slmforge's Lightning module: windows sorted by length, LM head only at answer positions,
-                loss normalised over the accumulation window
-Useful tokens = non-padding tokens. The first optimizer step of each variant is a warm-up and not timed.
+  (c) slmforge  slmforge's Lightning module as configured by default: windows sorted by length, LM head
+                only at answer positions, the prompt head the rows share run once per micro-batch, loss
+                normalised over the accumulation window
+  slmforge_noshare   the same without the shared prompt head (``train.shared_prefix=false``)
+Every variant trains on the same rows, tokenised the same way (SmolLM2's chat template with its default
+system line, prompt + label + EOS); useful tokens = those non-padding tokens. The first optimizer step of each variant is a warm-up and not timed.
 """
 
 from __future__ import annotations
@@ -76,14 +79,14 @@ def run_hf(args, examples, article: bool) -> dict:
     task = ClassificationTask(label_list_in_prompt=False)
     task.setup(examples, {})
     for ex in examples:
+        row = encode_example(task, tok, ex, 512)  # the same tokens in every variant
         if article:
-            text = f"### Input:\n{ex['text']}\n\n### Output:\n{ex['label']}{tok.eos_token}"
-            enc = tok(text, max_length=512, padding="max_length", truncation=True)
-            feats.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                          "labels": list(enc["input_ids"])})  # fmt: skip
-            useful.append(sum(enc["attention_mask"]))
+            n = len(row.input_ids)
+            padded = row.input_ids + [tok.pad_token_id] * (512 - n)
+            feats.append({"input_ids": padded, "attention_mask": [1] * n + [0] * (512 - n),
+                          "labels": list(padded)})  # fmt: skip
+            useful.append(n)
         else:
-            row = encode_example(task, tok, ex, 512)
             feats.append(
                 {"input_ids": row.input_ids, "attention_mask": [1] * len(row.input_ids), "labels": row.labels}
             )
@@ -116,7 +119,7 @@ def run_hf(args, examples, article: bool) -> dict:
     return {"useful_tokens": sum(timed_rows), "seconds": elapsed}
 
 
-def run_slmforge(args, examples) -> dict:
+def run_slmforge(args, examples, shared_prefix: bool = True) -> dict:
     import lightning as L
 
     from slmforge.data.datamodule import SLMDataModule
@@ -136,7 +139,7 @@ def run_slmforge(args, examples) -> dict:
             tokens.append(window["n_tokens"])
             return out
 
-    module = Timed(lm.model, lr=2e-4)
+    module = Timed(lm.model, lr=2e-4, shared_prefix=shared_prefix)
     trainer = L.Trainer(
         accelerator="auto", devices=1, max_steps=args.steps + 1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, limit_val_batches=0, enable_model_summary=False, default_root_dir=str(args.out),
@@ -153,7 +156,7 @@ def main() -> None:
     p.add_argument(
         "--all-linear", action="store_true", help="LoRA on every linear layer (slmforge's default)"
     )
-    p.add_argument("--variants", default="article,hf,slmforge")
+    p.add_argument("--variants", default="article,hf,slmforge_noshare,slmforge")
     p.add_argument("--out", type=Path, default=Path("outputs/bench_train"))
     args = p.parse_args()
     torch.manual_seed(0)
@@ -167,6 +170,8 @@ def main() -> None:
             r = run_hf(args, examples, article=True)
         elif name == "hf":
             r = run_hf(args, examples, article=False)
+        elif name == "slmforge_noshare":
+            r = run_slmforge(args, examples, shared_prefix=False)
         else:
             r = run_slmforge(args, examples)
         r["tok_s"] = r["useful_tokens"] / r["seconds"]

@@ -60,7 +60,7 @@ def run_baselines(cfg: DictConfig, run_dir: Path) -> dict[str, ResultsRecord]:
             shots = select_shots(splits.train, k, str(b.selection), int(cfg.seed), task.target_key)
             predictor = build_predictor(
                 lm, task, int(b.get("batch_size") or cfg.eval.batch_size), shots=shots,
-                constrained=bool(cfg.eval.constrained),
+                constrained=bool(cfg.eval.constrained), label_decoding=str(cfg.eval.label_decoding),
             )  # fmt: skip
             with autocast_for(hardware):
                 rec, _ = evaluate_split(

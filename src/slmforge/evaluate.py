@@ -106,8 +106,9 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     minfo = model_info(lm)
     name = cfg.get("name") or f"{minfo['model']}-{method.replace('_', '-')}" + (f"-k{k}" if k else "")
     predictor = build_predictor(
-        lm, task, int(cfg.eval.batch_size), shots=shots, constrained=bool(cfg.eval.constrained)
-    )
+        lm, task, int(cfg.eval.batch_size), shots=shots, constrained=bool(cfg.eval.constrained),
+        label_decoding=str(cfg.eval.label_decoding),
+    )  # fmt: skip
     loggers = make_loggers(
         to_container(cfg.get("logger")), out_dir, name, to_container(cfg), [minfo["model"]], "evaluate"
     )

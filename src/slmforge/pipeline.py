@@ -113,11 +113,32 @@ def build_model(cfg: DictConfig) -> LoadedModel:
     return load_model(ModelSpec(**spec))
 
 
+# Above this many labels, ``label_decoding=auto`` decodes over the label trie instead of scoring every
+# label exactly: scoring appends all labels' tokens to each prompt (cost grows with the label count), the
+# trie costs a few cached steps whatever the count. BENCHMARKS.md has the measurements behind it.
+TRIE_ABOVE_LABELS = 16
+LABEL_DECODINGS = ("auto", "scoring", "trie")
+
+
 def build_predictor(
-    lm: LoadedModel, task: Task, batch_size: int, shots: Any = (), constrained: bool = False
+    lm: LoadedModel,
+    task: Task,
+    batch_size: int,
+    shots: Any = (),
+    constrained: bool = False,
+    label_decoding: str = "auto",
 ) -> Predictor:
-    """Label scoring for classification, batched (optionally schema-constrained) generation otherwise."""
+    """Classification: exact label scoring or label-trie decoding (``label_decoding``: auto | scoring |
+    trie; auto picks the trie above ``TRIE_ABOVE_LABELS`` labels). Other tasks: batched (optionally
+    schema-constrained) generation."""
     if task.decoding == "scoring":
+        if label_decoding not in LABEL_DECODINGS:
+            raise ConfigError(f"eval.label_decoding={label_decoding!r} is not one of {list(LABEL_DECODINGS)}")
+        n_labels = len(getattr(task, "labels", []) or [])
+        if label_decoding == "trie" or (label_decoding == "auto" and n_labels > TRIE_ABOVE_LABELS):
+            from slmforge.prediction.label_trie import LabelTriePredictor
+
+            return LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots)
         from slmforge.prediction.label_scoring import LabelScorer
 
         return LabelScorer(lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots)

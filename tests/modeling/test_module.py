@@ -108,3 +108,47 @@ def test_training_runs_in_train_mode_even_if_the_model_arrives_in_eval_mode(tmp_
     )  # fmt: skip
     trainer.fit(Probe(lm.model), datamodule=dm)
     assert modes == [True, True]
+
+
+def test_shared_prefix_len_on_hand_made_rows():
+    from slmforge.modeling.batching import IGNORE_INDEX as X
+    from slmforge.modeling.module import shared_prefix_len
+
+    ids = torch.tensor([[1, 2, 3, 4, 5, 0], [1, 2, 3, 9, 5, 6]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
+    labels = torch.tensor([[X, X, X, X, 5, X], [X, X, X, X, X, 6]])
+    assert shared_prefix_len(ids, mask, labels) == 3
+    # Identical rows: the head stops before the position that predicts the first supervised token.
+    same = torch.tensor([[1, 2, 3, 4], [1, 2, 3, 4]])
+    assert shared_prefix_len(same, torch.ones_like(same), torch.tensor([[X, X, 3, 4], [X, X, 3, 4]])) == 1
+    assert shared_prefix_len(ids[:1], mask[:1], labels[:1]) == 0  # one row: nothing to share
+
+
+def test_shared_prefix_gives_the_same_loss_and_gradients():
+    lm = load_model(ModelSpec(name="tiny", source="tiny"))
+    lm.model = apply_adapter(lm.model, AdapterSpec(kind="lora", r=4, alpha=8, dropout=0.0))
+    with torch.no_grad():  # non-zero LoRA B, so the adapter changes the shared head's keys and values
+        for name, p in lm.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    task = ClassificationTask(system_prompt="a longer shared system line " * 3, instruction="Classify.")
+    task.setup(TOY, {})
+    rows = [encode_example(task, lm.tokenizer, ex, 512) for ex in TOY[:6]]
+    batch = WindowCollator(rows, lm.tokenizer.pad_token_id, 6)(list(range(6)))["micro_batches"][0]
+    from slmforge.modeling.module import shared_prefix_len
+
+    assert shared_prefix_len(batch["input_ids"], batch["attention_mask"], batch["labels"]) > 20
+
+    def loss_and_grads(shared: bool):
+        lm.model.zero_grad()
+        loss, n = CausalLMModule(lm.model, shared_prefix=shared).supervised_loss(batch)
+        loss.backward()
+        grads = {k: p.grad.clone() for k, p in lm.model.named_parameters() if p.requires_grad}
+        return float(loss), n, grads
+
+    loss_s, n_s, grads_s = loss_and_grads(True)
+    loss_p, n_p, grads_p = loss_and_grads(False)
+    assert n_s == n_p
+    assert abs(loss_s - loss_p) < 1e-4 * abs(loss_p)
+    for k in grads_p:
+        torch.testing.assert_close(grads_s[k], grads_p[k], rtol=1e-4, atol=1e-6)

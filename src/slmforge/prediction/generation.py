@@ -32,6 +32,7 @@ import torch
 from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache
 from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches, prompt_token_ids
 from slmforge.prediction.constrained import JsonConstraint
+from slmforge.prediction.prefix_cache import SharedPrefix
 from slmforge.tasks.base import Task
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -109,6 +110,11 @@ class GenerationPredictor:
     stop_at_json_end: for JSON tasks, stop right after the first complete object.
     shots: fixed few-shot examples, or a callable giving each example its own (``SimilarShots``).
     batch_size=1 decodes each example alone (what an online request sees).
+    constraint: any object with ``session(vocab_size, device)`` whose session's ``mask(generated)`` gives
+        the allowed next tokens per row (e.g. :class:`slmforge.prediction.label_trie.LabelTrie`);
+        overrides ``constrained``.
+    prefix_cache: encode the prompt prefix all examples share once and reuse its key/value cache
+        (:mod:`slmforge.prediction.prefix_cache`); same outputs, much less prompt compute.
     """
 
     def __init__(
@@ -124,6 +130,8 @@ class GenerationPredictor:
         max_prompt_tokens: int = 2048,
         constraint_options: dict[str, Any] | None = None,
         name: str = "local",
+        constraint: Any | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -139,8 +147,9 @@ class GenerationPredictor:
         self.name = name
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
-        self.constraint: JsonConstraint | None = None
-        if constrained:
+        self.constraint: Any | None = constraint
+        self.prefix = SharedPrefix(model, enabled=prefix_cache)
+        if constrained and constraint is None:
             schema = getattr(task, "schema", None)
             if schema is None:
                 raise ValueError(
@@ -158,7 +167,7 @@ class GenerationPredictor:
         else the task's bound (read at predict time: it is usually set after the predictor is built)."""
         if self._max_new_tokens:
             return self._max_new_tokens
-        if self.constraint is not None and self.constraint.max_chars is not None:
+        if self.constraint is not None and getattr(self.constraint, "max_chars", None) is not None:
             return self.constraint.max_chars + 1  # + EOS
         return getattr(self.task, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
 
@@ -173,6 +182,7 @@ class GenerationPredictor:
             "k": len(self.shots),
             "max_new_tokens": self.max_new_tokens,
             "stop_at_json_end": self.json_stop,
+            "prefix_cache": self.prefix.enabled,
         }
         if self.constraint is not None:
             out["constraint"] = self.constraint.describe()
@@ -209,21 +219,24 @@ class GenerationPredictor:
         """Greedy-decode a batch of prompt token ids; one :class:`Generated` per prompt, in order."""
         max_new = max_new_tokens or self.max_new_tokens
         device = next(self.model.parameters()).device
-        n, width = len(prompts), max(len(p) for p in prompts)
+        shared = self.prefix.for_prompts(prompts)
+        tails = [p[shared:] for p in prompts]
+        n, width = len(tails), max(len(p) for p in tails)
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding
+        mask = torch.zeros((n, shared + width), dtype=torch.long)
+        mask[:, :shared] = 1  # the cached prefix, then left padding, then each prompt's own tail
+        for i, p in enumerate(tails):
             ids[i, width - len(p) :] = torch.tensor(p)
-            mask[i, width - len(p) :] = 1
+            mask[i, shared + width - len(p) :] = 1
         ids, mask = ids.to(device), mask.to(device)
-        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        pos = (mask.cumsum(-1) - 1).clamp_min(0)[:, shared:]
         lengths = mask.sum(-1)
 
         results = [Generated() for _ in range(n)]
         active = [True] * n
         scanners = [JsonEndScanner() if self.json_stop else None for _ in range(n)]
         session = None
-        logits, cache = self._forward(ids, mask, pos, None)
+        logits, cache = self._forward(ids, mask, pos, self.prefix.cache(n) if shared else None)
         if self.constraint is not None:
             session = self.constraint.session(logits.shape[-1], device)
         for step in range(max_new):
@@ -269,6 +282,29 @@ class GenerationPredictor:
                 text = text[:end]
         return text
 
+    def to_prediction(self, res: Generated, prompt_tokens: int, latency_ms: float) -> Prediction:
+        """One decoded row as a :class:`Prediction` (the task parses the text)."""
+        raw = self._text(res)
+        pred, parse_details = self.task.parse(raw)
+        total = sum(res.logprobs)
+        details: dict[str, Any] = {
+            "logprob": total,
+            "mean_logprob": total / len(res.logprobs) if res.logprobs else 0.0,
+            "stop_reason": res.stop_reason,
+            **parse_details,
+        }
+        if self.constraint is not None:
+            details["model_logprob"] = sum(res.model_logprobs)
+        return Prediction(
+            pred=pred,
+            confidence=math.exp(total) if math.isfinite(total) else 0.0,
+            latency_ms=latency_ms,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(res.token_ids),
+            raw_output=raw,
+            details=details,
+        )
+
     def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
         prompts = [self.prompt_ids(ex) for ex in examples]
         results: list[Prediction | None] = [None] * len(examples)
@@ -277,24 +313,5 @@ class GenerationPredictor:
                 generated = self.generate_batch([prompts[i] for i in idx])
                 elapsed_ms = (time.perf_counter() - t0) * 1000 / len(idx)
                 for res, i in zip(generated, idx, strict=True):
-                    raw = self._text(res)
-                    pred, parse_details = self.task.parse(raw)
-                    total = sum(res.logprobs)
-                    details: dict[str, Any] = {
-                        "logprob": total,
-                        "mean_logprob": total / len(res.logprobs) if res.logprobs else 0.0,
-                        "stop_reason": res.stop_reason,
-                        **parse_details,
-                    }
-                    if self.constraint is not None:
-                        details["model_logprob"] = sum(res.model_logprobs)
-                    results[i] = Prediction(
-                        pred=pred,
-                        confidence=math.exp(total) if math.isfinite(total) else 0.0,
-                        latency_ms=elapsed_ms,
-                        prompt_tokens=len(prompts[i]),
-                        completion_tokens=len(res.token_ids),
-                        raw_output=raw,
-                        details=details,
-                    )
+                    results[i] = self.to_prediction(res, len(prompts[i]), elapsed_ms)
         return [r for r in results if r is not None]

@@ -18,14 +18,15 @@ from typing import Any
 
 import torch
 
-from slmforge.modeling.internals import decoder_and_head
+from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head
 from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches, prompt_token_ids
+from slmforge.prediction.prefix_cache import SharedPrefix
 from slmforge.tasks.base import Task
 
 
-def _label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
-    ids = [tokenizer(lab, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for lab in labels]
-    return ids
+def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
+    """Each label as its training target's token ids: the label's tokens, then EOS."""
+    return [tokenizer(lab, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for lab in labels]
 
 
 @torch.no_grad()
@@ -35,7 +36,7 @@ def score_labels_bruteforce(
     """log p(label + EOS | prompt) for each label, one full forward per label (slow, exact reference)."""
     scores = []
     device = next(model.parameters()).device
-    for lab_ids in _label_token_ids(tokenizer, labels):
+    for lab_ids in label_token_ids(tokenizer, labels):
         ids = torch.tensor([prompt_ids + lab_ids], device=device)
         logp = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1].float().log_softmax(-1)
         scores.append(logp.gather(1, torch.tensor(lab_ids, device=device)[:, None]).sum())
@@ -61,6 +62,7 @@ class LabelScorer:
         max_prompt_tokens: int = 1024,
         shots: Sequence[dict[str, Any]] = (),
         name: str = "local",
+        prefix_cache: bool = True,
     ) -> None:
         labels = getattr(task, "labels", None)
         if not labels:
@@ -73,10 +75,16 @@ class LabelScorer:
         self.max_prompt_tokens = max_prompt_tokens
         self.shots = shots if callable(shots) else list(shots)
         self.name = name
-        self.label_ids = _label_token_ids(tokenizer, self.labels)
+        self.label_ids = label_token_ids(tokenizer, self.labels)
+        self.prefix = SharedPrefix(model, enabled=prefix_cache)
 
     def describe(self) -> dict[str, Any]:
-        return {"decoding": "label_scoring", "batch_size": self.batch_size, "k": len(self.shots)}
+        return {
+            "decoding": "label_scoring",
+            "batch_size": self.batch_size,
+            "k": len(self.shots),
+            "prefix_cache": self.prefix.enabled,
+        }
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
         return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
@@ -93,6 +101,10 @@ class LabelScorer:
         """
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id
+        # The prefix all prompts share is encoded once (prefix_cache); rows hold only their own tails,
+        # which attend to the cached prefix and continue its positions.
+        shared = self.prefix.for_prompts(prompts)
+        prompts = [p[shared:] for p in prompts]
         n, width = len(prompts), max(len(p) for p in prompts)
         label_inputs = [lab[:-1] for lab in self.label_ids]  # the last token (EOS) is only ever a target
         offsets, total = [], 0
@@ -116,8 +128,8 @@ class LabelScorer:
             start = width - len(p)
             ids[i, start:width] = torch.tensor(p)
             ids[i, width:] = packed_ids
-            pos[i, start:width] = torch.arange(len(p))
-            pos[i, width:] = len(p) + rel_pos
+            pos[i, start:width] = shared + torch.arange(len(p))
+            pos[i, width:] = shared + len(p) + rel_pos
             real = torch.zeros(width, dtype=torch.bool)
             real[start:] = True
             allowed[i, :width, :width] = causal & real[None, :]
@@ -126,6 +138,8 @@ class LabelScorer:
             # Padding queries see only themselves: a fully masked row would turn into NaNs under SDPA.
             pad_idx = torch.arange(start)
             allowed[i, pad_idx, pad_idx] = True
+        if shared:  # every query sees the whole cached prefix
+            allowed = torch.cat([torch.ones((n, seq, shared), dtype=torch.bool), allowed], dim=2)
         ids, pos, allowed = ids.to(device), pos.to(device), allowed.to(device)
         mask = allowed[:, None]
         if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":
@@ -135,7 +149,8 @@ class LabelScorer:
         # shared by all labels) and every packed label input (its label's next token).
         parts = decoder_and_head(self.model)
         if parts is not None:
-            hidden = parts[0](input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+            kwargs = {CACHE_KWARG: self.prefix.cache(n)} if shared else {}
+            hidden = parts[0](input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs).last_hidden_state
             head = parts[1]
         else:
             hidden, head = None, None

@@ -1,0 +1,97 @@
+"""Label-trie decoding: always a label, confidence = path probability renormalised over trie children
+(checked against full forwards), batched == one-by-one, and the shared-prefix cache changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from slmforge.modeling.loading import ModelSpec, load_model
+from slmforge.prediction.label_scoring import label_token_ids
+from slmforge.prediction.label_trie import LabelTrie, LabelTriePredictor
+from slmforge.tasks.classification import ClassificationTask
+
+LABELS = ["card_arrival", "card_arrival_delay", "refund", "top up by bank transfer", "x"]
+EXAMPLES = [
+    {"id": str(i), "text": t, "label": "x"}
+    for i, t in enumerate(["short", "a much longer text " * 4, "mid size text", "another one", "z"])
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    # A larger init scale spreads the random model's choices over several labels.
+    lm = load_model(ModelSpec(name="tiny", source="tiny", seed=3, tiny_config={"initializer_range": 0.3}))
+    task = ClassificationTask(labels=LABELS, system_prompt="s", instruction="Pick one.")
+    return lm, task
+
+
+def test_trie_structure_on_hand_made_ids() -> None:
+    trie = LabelTrie(["ab", "abc", "d"], [[1, 2, 0], [1, 2, 3, 0], [4, 0]])
+    assert trie.children[()] == [1, 4]
+    assert trie.children[(1,)] == [2]
+    assert trie.children[(1, 2)] == [0, 3]  # "ab" may end here (EOS) or continue to "abc"
+    assert trie.label_at[(1, 2, 3, 0)] == "abc"
+    assert trie.max_tokens == 4
+    assert trie.n_nodes == 7
+    mask = trie.session(6).mask([[1, 2], None, []])
+    assert mask[0].nonzero().flatten().tolist() == [0, 3]
+    assert bool(mask[1].all())
+    assert mask[2].nonzero().flatten().tolist() == [1, 4]
+    with pytest.raises(ValueError, match="tokenise identically"):
+        LabelTrie(["a", "b"], [[1, 0], [1, 0]])
+
+
+@torch.no_grad()
+def _renormalised_path_logprob(model, prompt: list[int], path: list[int], trie: LabelTrie) -> float:
+    """Full forward on prompt + path; sum over steps of log softmax restricted to the trie children."""
+    logits = model(input_ids=torch.tensor([prompt + path])).logits[0].float()
+    total = 0.0
+    for step, tok in enumerate(path):
+        allowed = trie.children[tuple(path[:step])]
+        row = logits[len(prompt) - 1 + step, allowed].log_softmax(-1)
+        total += float(row[allowed.index(tok)])
+    return total
+
+
+def test_predictions_are_labels_with_path_probability(setup) -> None:
+    lm, task = setup
+    predictor = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=5)
+    preds = predictor.predict(EXAMPLES)
+    ids = dict(zip(LABELS, label_token_ids(lm.tokenizer, LABELS), strict=True))
+    assert all(p.pred in LABELS for p in preds)
+    assert len({p.pred for p in preds}) > 1  # the random model does not always pick the same label
+    for ex, p in zip(EXAMPLES, preds, strict=True):
+        ref = _renormalised_path_logprob(lm.model, predictor.prompt_ids(ex), ids[p.pred], predictor.trie)
+        assert p.details["logprob"] == pytest.approx(ref, abs=1e-4)
+        assert p.confidence == pytest.approx(float(torch.tensor(ref).exp()), rel=1e-4)
+        assert p.completion_tokens == len(ids[p.pred])
+        # Greedy: at every step the chosen child is the most likely allowed one.
+        prompt, path = predictor.prompt_ids(ex), ids[p.pred]
+        with torch.no_grad():
+            logits = lm.model(input_ids=torch.tensor([prompt + path])).logits[0]
+        for step, tok in enumerate(path):
+            allowed = predictor.trie.children[tuple(path[:step])]
+            best = max(allowed, key=lambda t: float(logits[len(prompt) - 1 + step, t]))
+            assert tok == best
+
+
+def test_batched_prefix_cached_equals_one_by_one_uncached(setup) -> None:
+    lm, task = setup
+    batched = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=5)
+    alone = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=1, prefix_cache=False)
+    together = batched.predict(EXAMPLES)
+    assert batched.prefix.ids  # the shared head of the prompts really was cached
+    for a, b in zip(together, [alone.predict([ex])[0] for ex in EXAMPLES], strict=True):
+        assert a.pred == b.pred
+        assert a.confidence == pytest.approx(b.confidence, rel=1e-4)
