@@ -15,6 +15,7 @@ Variants
                 only at answer positions, the prompt head the rows share run once per micro-batch, loss
                 normalised over the accumulation window
   slmforge_noshare   the same without the shared prompt head (``train.shared_prefix=false``)
+  slmforge_mb16      16 rows in one micro-batch instead of 8 x 2 (the same optimizer step and gradient)
 Every variant trains on the same rows, tokenised the same way (SmolLM2's chat template with its default
 system line, prompt + label + EOS); useful tokens = those non-padding tokens. The first optimizer step of each variant is a warm-up and not timed.
 """
@@ -119,7 +120,7 @@ def run_hf(args, examples, article: bool) -> dict:
     return {"useful_tokens": sum(timed_rows), "seconds": elapsed}
 
 
-def run_slmforge(args, examples, shared_prefix: bool = True) -> dict:
+def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8) -> dict:
     import lightning as L
 
     from slmforge.data.datamodule import SLMDataModule
@@ -128,7 +129,7 @@ def run_slmforge(args, examples, shared_prefix: bool = True) -> dict:
     lm = fresh_model(args)
     task = ClassificationTask(label_list_in_prompt=False)
     task.setup(examples, {})
-    dm = SLMDataModule(task, lm.tokenizer, examples, examples[:1], micro_batch_size=8, accumulate=2, seed=0)
+    dm = SLMDataModule(task, lm.tokenizer, examples, examples[:1], micro_batch_size=micro, accumulate=16 // micro, seed=0)
     steps_t: list[float] = []
     tokens: list[int] = []
 
@@ -170,6 +171,8 @@ def main() -> None:
             r = run_hf(args, examples, article=True)
         elif name == "hf":
             r = run_hf(args, examples, article=False)
+        elif name == "slmforge_mb16":
+            r = run_slmforge(args, examples, micro=16)
         elif name == "slmforge_noshare":
             r = run_slmforge(args, examples, shared_prefix=False)
         else:

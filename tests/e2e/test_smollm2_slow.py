@@ -22,3 +22,17 @@ def test_finetuned_smollm2_beats_zero_shot_on_tickets(tmp_path):
     tuned = read_results(run / "predictors/finetuned").metrics
     assert tuned["accuracy"] >= zero["accuracy"] + 0.2, (zero["accuracy"], tuned["accuracy"])
     assert tuned["macro_f1"] > zero["macro_f1"]
+
+
+def test_finetuned_smollm2_beats_zero_shot_on_invoices(tmp_path):
+    run = tmp_path / "run"
+    proc = run_cli(
+        "slmforge-train", "experiment=invoices", "data.sizes.train=96", "data.sizes.validation=8",
+        "data.sizes.test=24", "eval.latency_probe_n=2", "eval.validation_predictions=false",
+        f"hydra.run.dir={run}", cwd=tmp_path, timeout=2400,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    zero = read_results(run / "predictors/zero_shot").metrics
+    tuned = read_results(run / "predictors/finetuned").metrics
+    assert tuned["field_micro_f1"] >= zero["field_micro_f1"] + 0.2, (zero, tuned)
+    assert tuned["json_validity"] >= 0.9

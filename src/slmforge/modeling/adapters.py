@@ -23,6 +23,24 @@ class AdapterSpec:
     target_modules: list[str] | str = field(default_factory=lambda: list(ALL_LINEAR))
     use_rslora: bool = False
     bias: str = "none"
+    fast_dropout: bool = True
+
+
+class FastDropout(torch.nn.Dropout):
+    """Dropout whose keep-mask comes from 16-bit random integers instead of ``bernoulli_``.
+
+    On CPU, ``F.dropout`` spends ~5 ms drawing a float per element of an [8, 66, 576] activation (~4x a
+    16-bit ``randint`` plus a multiply); LoRA applies it to the input of every adapted layer, which made
+    it ~10% of a SmolLM2-135M training step (profiled). Same Bernoulli keep-mask and 1/(1-p) scaling; p is
+    rounded to a multiple of 1/65536.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        threshold = -32768 + round(self.p * 65536)
+        keep = torch.randint(-32768, 32767 + 1, x.shape, dtype=torch.int16, device=x.device) >= threshold
+        return x * (keep * (1.0 / (1.0 - self.p))).to(x.dtype)
 
 
 def apply_adapter(model: torch.nn.Module, spec: AdapterSpec | dict[str, Any]) -> torch.nn.Module:
@@ -56,7 +74,15 @@ def apply_adapter(model: torch.nn.Module, spec: AdapterSpec | dict[str, Any]) ->
         bias=spec.bias,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if spec.fast_dropout and spec.dropout > 0:
+        for module in model.modules():
+            drops = getattr(module, "lora_dropout", None)
+            if isinstance(drops, torch.nn.ModuleDict):
+                for key, drop in list(drops.items()):
+                    if type(drop) is torch.nn.Dropout:
+                        drops[key] = FastDropout(drop.p)
+    return model
 
 
 def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
