@@ -59,7 +59,9 @@ def main() -> None:
     with torch.no_grad():
         for ex in test:
             ids = tok(render_prompt(tok, task.messages(ex)), return_tensors="pt", add_special_tokens=False)
-            out = model.generate(**ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+            out = model.generate(
+                **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
+            )
             new = out[0, ids["input_ids"].shape[1] :]
             gen_tokens += len(new)
             correct += tok.decode(new, skip_special_tokens=True).strip() == ex["label"]
@@ -73,9 +75,13 @@ def main() -> None:
 
     variants = {
         "scoring": lambda: LabelScorer(model, tok, task, batch_size=args.batch_size),
-        "scoring_nocache": lambda: LabelScorer(model, tok, task, batch_size=args.batch_size, prefix_cache=False),
+        "scoring_nocache": lambda: LabelScorer(
+            model, tok, task, batch_size=args.batch_size, prefix_cache=False
+        ),
         "trie": lambda: LabelTriePredictor(model, tok, task, batch_size=args.batch_size),
-        "trie_nocache": lambda: LabelTriePredictor(model, tok, task, batch_size=args.batch_size, prefix_cache=False),
+        "trie_nocache": lambda: LabelTriePredictor(
+            model, tok, task, batch_size=args.batch_size, prefix_cache=False
+        ),
     }
     for name in args.variants.split(","):
         predictor = variants[name]()
@@ -92,3 +98,7 @@ def main() -> None:
     if "scoring" in results and "trie" in results:
         same = sum(a == b for a, b in zip(results["scoring"]["preds"], results["trie"]["preds"], strict=True))
         print(f"trie agrees with exact scoring on {same}/{len(test)} examples")
+
+
+if __name__ == "__main__":
+    main()

@@ -129,7 +129,9 @@ def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8) -> 
     lm = fresh_model(args)
     task = ClassificationTask(label_list_in_prompt=False)
     task.setup(examples, {})
-    dm = SLMDataModule(task, lm.tokenizer, examples, examples[:1], micro_batch_size=micro, accumulate=16 // micro, seed=0)
+    dm = SLMDataModule(
+        task, lm.tokenizer, examples, examples[:1], micro_batch_size=micro, accumulate=16 // micro, seed=0
+    )
     steps_t: list[float] = []
     tokens: list[int] = []
 

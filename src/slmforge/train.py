@@ -95,7 +95,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     device = device_for(hardware)
     lm.model.to(device)
     if ecfg.zero_shot:
-        predictor = build_predictor(lm, task, int(ecfg.batch_size), constrained=bool(ecfg.constrained), label_decoding=str(ecfg.label_decoding))
+        predictor = build_predictor(
+            lm,
+            task,
+            int(ecfg.batch_size),
+            constrained=bool(ecfg.constrained),
+            label_decoding=str(ecfg.label_decoding),
+        )
         with autocast_for(hardware):
             rec, rows = evaluate_split(
                 predictor, task, splits.test, name=f"{minfo['model']}-zero-shot", split="test",
@@ -115,7 +121,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         max_length=int(tcfg.max_length), pad_multiple=int(hardware.get("pad_multiple", 1)),
         group_by_length=bool(tcfg.group_by_length), eval_batch_size=int(ecfg.batch_size), seed=int(cfg.seed),
     )  # fmt: skip
-    val_predictor = build_predictor(lm, task, int(ecfg.batch_size), constrained=bool(ecfg.constrained), label_decoding=str(ecfg.label_decoding))
+    val_predictor = build_predictor(
+        lm,
+        task,
+        int(ecfg.batch_size),
+        constrained=bool(ecfg.constrained),
+        label_decoding=str(ecfg.label_decoding),
+    )
     module = CausalLMModule(
         lm.model,
         lr=float(tcfg.lr),

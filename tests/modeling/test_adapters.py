@@ -30,7 +30,9 @@ def test_fast_dropout_statistics_and_eval_identity():
 def test_lora_dropout_modules_are_replaced_only_when_asked():
     def dropouts(spec: AdapterSpec) -> set[type]:
         model = apply_adapter(load_model(ModelSpec(name="tiny", source="tiny")).model, spec)
-        return {type(d) for m in model.modules() if hasattr(m, "lora_dropout") for d in m.lora_dropout.values()}
+        return {
+            type(d) for m in model.modules() if hasattr(m, "lora_dropout") for d in m.lora_dropout.values()
+        }
 
     assert dropouts(AdapterSpec(r=4, alpha=8, dropout=0.1)) == {FastDropout}
     assert dropouts(AdapterSpec(r=4, alpha=8, dropout=0.1, fast_dropout=False)) == {torch.nn.Dropout}

@@ -80,3 +80,14 @@ def test_window_collator_counts_supervised_tokens_of_whole_window(tokenizer, tas
     assert len(window["micro_batches"]) == 2
     assert window["n_supervised"] == sum(r.n_supervised for r in rows)
     assert window["n_tokens"] == sum(len(r.input_ids) for r in rows)
+
+
+def test_fit_prompt_keeps_head_and_tail_and_training_cuts_the_same_way():
+    from slmforge.tasks.base import fit_prompt
+
+    ids = list(range(100))
+    assert fit_prompt(ids, 200) == ids
+    cut = fit_prompt(ids, 40)
+    assert cut == list(range(10)) + list(range(70, 100))  # head = budget // 4 = 10, tail = 30
+    assert fit_prompt(list(range(1000)), 200)[:32] == list(range(32))  # head capped at 32
+    assert len(fit_prompt(list(range(1000)), 200)) == 200

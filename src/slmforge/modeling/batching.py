@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-from slmforge.tasks.base import Task, render_prompt
+from slmforge.tasks.base import Task, fit_prompt, render_prompt
 
 IGNORE_INDEX = -100
 
@@ -39,18 +39,14 @@ class EncodedRow:
 def encode_example(
     task: Task, tokenizer: Any, example: dict[str, Any], max_length: int, shots: Sequence[dict] = ()
 ) -> EncodedRow:
-    """Prompt + answer + EOS, prompt masked. Over-long prompts are cut from the left of the text part
-    (the answer is never cut: a truncated target would teach the model to stop early)."""
+    """Prompt + answer + EOS, prompt masked. Over-long prompts are cut in the middle (``fit_prompt``);
+    the answer is never cut: a truncated target would teach the model to stop early."""
     prompt = render_prompt(tokenizer, task.messages(example, shots))
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     target_ids = tokenizer(task.target(example), add_special_tokens=False)["input_ids"] + [
         tokenizer.eos_token_id
     ]
-    overflow = len(prompt_ids) + len(target_ids) - max_length
-    if overflow > 0:
-        # Keep the template head (system/instruction) and the tail (which holds the assistant marker).
-        head = min(32, len(prompt_ids) // 4)
-        prompt_ids = prompt_ids[:head] + prompt_ids[head + overflow :]
+    prompt_ids = fit_prompt(prompt_ids, max_length - len(target_ids))
     return EncodedRow(prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids)
 
 

@@ -59,14 +59,9 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[t
 def prompt_token_ids(
     tokenizer: Any, task: Any, example: dict[str, Any], shots: Any, max_tokens: int
 ) -> list[int]:
-    """The rendered prompt's token ids, tokenised as in training. Over ``max_tokens`` the middle is cut:
-    the template head (system/instruction) and the tail with the assistant marker are kept."""
+    """The rendered prompt's token ids, tokenised and (over ``max_tokens``) cut as in training."""
     from slmforge.prediction.shots import shots_for
-    from slmforge.tasks.base import render_prompt
+    from slmforge.tasks.base import fit_prompt, render_prompt
 
     prompt = render_prompt(tokenizer, task.messages(example, shots_for(shots, example)))
-    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if len(ids) > max_tokens:
-        head = min(32, max_tokens // 4)
-        ids = ids[:head] + ids[len(ids) - (max_tokens - head) :]
-    return ids
+    return fit_prompt(tokenizer(prompt, add_special_tokens=False)["input_ids"], max_tokens)

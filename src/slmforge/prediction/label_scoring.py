@@ -26,7 +26,9 @@ from slmforge.tasks.base import Task
 
 def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
     """Each label as its training target's token ids: the label's tokens, then EOS."""
-    return [tokenizer(lab, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for lab in labels]
+    return [
+        tokenizer(lab, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for lab in labels
+    ]
 
 
 @torch.no_grad()
@@ -150,7 +152,9 @@ class LabelScorer:
         parts = decoder_and_head(self.model)
         if parts is not None:
             kwargs = {CACHE_KWARG: self.prefix.cache(n)} if shared else {}
-            hidden = parts[0](input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs).last_hidden_state
+            hidden = parts[0](
+                input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs
+            ).last_hidden_state
             head = parts[1]
         else:
             hidden, head = None, None

@@ -86,7 +86,9 @@ class LabelTriePredictor(GenerationPredictor):
     ) -> None:
         labels = list(getattr(task, "labels", None) or [])
         if not labels:
-            raise ValueError("label-trie decoding needs a classification task with labels (call task.setup first)")
+            raise ValueError(
+                "label-trie decoding needs a classification task with labels (call task.setup first)"
+            )
         self.labels = labels
         self.trie = LabelTrie(labels, label_token_ids(tokenizer, labels))
         super().__init__(

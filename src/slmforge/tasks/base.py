@@ -8,16 +8,40 @@ see the identical template), and with a plain ``### Input / ### Output`` templat
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from slmforge.records import PredictionRow
 
 Message = dict[str, str]
+T = TypeVar("T")
 
 
 class TaskError(ValueError):
     """Task configuration that does not fit the data; the message says what to change."""
+
+
+def options_from_config(
+    cls: type[T], value: T | Mapping[str, Any] | None, key: str, prepare: Callable[[dict], dict] | None = None
+) -> T:
+    """A task's option dataclass from config: ``None`` -> defaults, an instance as is, a mapping checked
+    for unknown keys (named with ``task.<key>``), optionally ``prepare``d, then constructed. A
+    ``ValueError`` from construction becomes a :class:`TaskError`."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    unknown = sorted(str(k) for k in value if k not in known)  # type: ignore[union-attr]
+    if unknown:
+        raise TaskError(f"task.{key} has unknown key(s) {unknown}; allowed keys: {sorted(known)}")
+    try:
+        d = dict(value)  # type: ignore[arg-type]
+        return cls(**(prepare(d) if prepare else d))
+    except TaskError:
+        raise
+    except ValueError as e:
+        raise TaskError(str(e)) from e
 
 
 class Task(ABC):
@@ -72,6 +96,16 @@ class Task(ABC):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "decoding": self.decoding}
+
+
+def fit_prompt(ids: list[int], budget: int) -> list[int]:
+    """``ids`` cut to ``budget`` tokens from the middle: the template head (system turn, instruction: up to
+    32 tokens) and the tail (the text's end and the assistant marker) are kept. Training rows and
+    prediction prompts are cut by this one rule, so a model sees at inference what it saw in training."""
+    if len(ids) <= budget:
+        return ids
+    head = min(32, max(budget, 0) // 4)
+    return ids[:head] + ids[len(ids) - (budget - head) :]
 
 
 def render_prompt(tokenizer: Any, messages: list[Message]) -> str:

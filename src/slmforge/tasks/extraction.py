@@ -28,21 +28,9 @@ from typing import Any
 
 from slmforge.metrics.extraction import FieldExtractionMetrics, score_example
 from slmforge.records import PredictionRow
-from slmforge.tasks.base import Task, TaskError
+from slmforge.tasks.base import Task, TaskError, options_from_config
 from slmforge.tasks.generation import target_length_bound
 from slmforge.tasks.schema import Normalization, ParsedOutput, Schema, canonical_json, parse_output
-
-
-def _as_normalization(normalization: Normalization | Mapping[str, Any] | None) -> Normalization:
-    if normalization is None:
-        return Normalization()
-    if isinstance(normalization, Normalization):
-        return normalization
-    known = set(Normalization.__dataclass_fields__)
-    unknown = sorted(str(k) for k in normalization if k not in known)
-    if unknown:
-        raise TaskError(f"task.normalization has unknown key(s) {unknown}; allowed keys: {sorted(known)}")
-    return Normalization(**dict(normalization))
 
 
 class ExtractionTask(Task):
@@ -79,7 +67,7 @@ class ExtractionTask(Task):
             except ValueError as e:
                 raise TaskError(f"task.schema: {e}") from e
         self.schema_in_prompt = schema_in_prompt
-        self.normalization = _as_normalization(normalization)
+        self.normalization = options_from_config(Normalization, normalization, "normalization")
         self.max_new_tokens: int | None = None
         # Longest string value and list seen in training (set by setup); bound constrained decoding.
         self.longest_string: int | None = None

@@ -24,7 +24,7 @@ from typing import Any
 
 from slmforge.metrics.generation import Constraints, GenerationMetrics, check_constraints
 from slmforge.records import PredictionRow
-from slmforge.tasks.base import Task, TaskError
+from slmforge.tasks.base import Task, TaskError, options_from_config
 
 
 def target_length_bound(
@@ -38,29 +38,15 @@ def target_length_bound(
     return longest + 1 + margin
 
 
-def _as_constraints(constraints: Constraints | Mapping[str, Any] | None) -> Constraints:
-    if constraints is None:
-        return Constraints()
-    if isinstance(constraints, Constraints):
-        return constraints
-    known = set(Constraints.__dataclass_fields__)
-    unknown = sorted(str(k) for k in constraints if k not in known)
-    if unknown:
-        raise TaskError(f"task.constraints has unknown key(s) {unknown}; allowed keys: {sorted(known)}")
-    try:
-        d = dict(constraints)
-        for key in ("required_phrases", "forbidden_phrases"):
-            if d.get(key) is None:
-                d.pop(key, None)
-            elif isinstance(d[key], str):
-                raise TaskError(
-                    f"task.constraints.{key} must be a list of phrases, got the string {d[key]!r}"
-                )
-            else:
-                d[key] = [str(p) for p in d[key]]
-        return Constraints(**d)
-    except ValueError as e:
-        raise TaskError(str(e)) from e
+def _prepare_constraints(d: dict[str, Any]) -> dict[str, Any]:
+    for key in ("required_phrases", "forbidden_phrases"):
+        if d.get(key) is None:
+            d.pop(key, None)
+        elif isinstance(d[key], str):
+            raise TaskError(f"task.constraints.{key} must be a list of phrases, got the string {d[key]!r}")
+        else:
+            d[key] = [str(p) for p in d[key]]
+    return d
 
 
 class GenerationTask(Task):
@@ -87,7 +73,7 @@ class GenerationTask(Task):
         constraints_in_prompt: bool = True,
     ) -> None:
         super().__init__(system_prompt=system_prompt, instruction=instruction)
-        self.constraints = _as_constraints(constraints)
+        self.constraints = options_from_config(Constraints, constraints, "constraints", _prepare_constraints)
         self.required_phrases_field = required_phrases_field
         self.constraints_in_prompt = constraints_in_prompt
         self.max_new_tokens: int | None = None
