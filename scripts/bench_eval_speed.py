@@ -60,8 +60,9 @@ def main() -> None:
         for ex in test:
             ids = tok(render_prompt(tok, task.messages(ex)), return_tensors="pt", add_special_tokens=False)
             out = model.generate(
-                **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
-            )
+                **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,  # the end of an answer: a fine-tuned model stops there
+            )  # fmt: skip
             new = out[0, ids["input_ids"].shape[1] :]
             gen_tokens += len(new)
             correct += tok.decode(new, skip_special_tokens=True).strip() == ex["label"]

@@ -12,9 +12,11 @@ Variants
                 batch 8 x accumulation 2
   (b) hf        HF Trainer, dynamic padding, prompt-masked labels (what TRL's SFTTrainer does)
   (c) slmforge  slmforge's Lightning module as configured by default: windows sorted by length, LM head
-                only at answer positions, the prompt head the rows share run once per micro-batch, loss
-                normalised over the accumulation window
-  slmforge_noshare   the same without the shared prompt head (``train.shared_prefix=false``)
+                only at answer positions, the prompt head the rows share run once per micro-batch, the
+                rows after it packed without padding (block-diagonal mask), loss normalised over the
+                accumulation window, LoRA dropout from 16-bit random ints
+  slmforge_nopack    the same, padded instead of packed (``train.pack_max_tokens=0``)
+  slmforge_plain     padded and without the shared head (``train.shared_prefix=false pack_max_tokens=0``)
   slmforge_mb16      16 rows in one micro-batch instead of 8 x 2 (the same optimizer step and gradient)
 Every variant trains on the same rows, tokenised the same way (SmolLM2's chat template with its default
 system line, prompt + label + EOS); useful tokens = those non-padding tokens. The first optimizer step of each variant is a warm-up and not timed.
@@ -120,7 +122,7 @@ def run_hf(args, examples, article: bool) -> dict:
     return {"useful_tokens": sum(timed_rows), "seconds": elapsed}
 
 
-def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8) -> dict:
+def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8, pack: int = 1024) -> dict:
     import lightning as L
 
     from slmforge.data.datamodule import SLMDataModule
@@ -142,7 +144,7 @@ def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8) -> 
             tokens.append(window["n_tokens"])
             return out
 
-    module = Timed(lm.model, lr=2e-4, shared_prefix=shared_prefix)
+    module = Timed(lm.model, lr=2e-4, shared_prefix=shared_prefix, pack_max_tokens=pack)
     trainer = L.Trainer(
         accelerator="auto", devices=1, max_steps=args.steps + 1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, limit_val_batches=0, enable_model_summary=False, default_root_dir=str(args.out),
@@ -159,7 +161,7 @@ def main() -> None:
     p.add_argument(
         "--all-linear", action="store_true", help="LoRA on every linear layer (slmforge's default)"
     )
-    p.add_argument("--variants", default="article,hf,slmforge_noshare,slmforge")
+    p.add_argument("--variants", default="article,hf,slmforge_plain,slmforge_nopack,slmforge")
     p.add_argument("--out", type=Path, default=Path("outputs/bench_train"))
     args = p.parse_args()
     torch.manual_seed(0)
@@ -175,8 +177,10 @@ def main() -> None:
             r = run_hf(args, examples, article=False)
         elif name == "slmforge_mb16":
             r = run_slmforge(args, examples, micro=16)
-        elif name == "slmforge_noshare":
-            r = run_slmforge(args, examples, shared_prefix=False)
+        elif name == "slmforge_nopack":
+            r = run_slmforge(args, examples, pack=0)
+        elif name == "slmforge_plain":
+            r = run_slmforge(args, examples, shared_prefix=False, pack=0)
         else:
             r = run_slmforge(args, examples)
         r["tok_s"] = r["useful_tokens"] / r["seconds"]

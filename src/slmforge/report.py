@@ -76,6 +76,7 @@ def build_report(
             mode=str(wb.get("mode") or "offline"),
             config=config,
             report_files={"markdown": files.markdown, "html": files.html, "csv": files.csv},
+            directory=Path(cfg.output_dir),
         )
     return files, where
 

@@ -140,6 +140,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         sparse_lm_head=bool(tcfg.sparse_lm_head),
         fused_adamw=bool(tcfg.fused_adamw),
         shared_prefix=bool(tcfg.get("shared_prefix", True)),
+        pack_max_tokens=int(tcfg.get("pack_max_tokens", 1024)),
         validate_fn=lambda exs: predict_rows(val_predictor, task, exs),
         metrics_fn=task.compute_metrics,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import lightning as L
+import pytest
 import torch
 
 from slmforge.data.datamodule import SLMDataModule
@@ -124,8 +125,10 @@ def test_shared_prefix_len_on_hand_made_rows():
     assert shared_prefix_len(ids[:1], mask[:1], labels[:1]) == 0  # one row: nothing to share
 
 
-def test_shared_prefix_gives_the_same_loss_and_gradients():
-    lm = load_model(ModelSpec(name="tiny", source="tiny"))
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize(("shared", "pack"), [(True, 0), (False, 4096), (True, 4096)])
+def test_shared_prefix_and_packing_give_the_same_loss_and_gradients(attn, shared, pack):
+    lm = load_model(ModelSpec(name="tiny", source="tiny", attn_implementation=attn))
     lm.model = apply_adapter(lm.model, AdapterSpec(kind="lora", r=4, alpha=8, dropout=0.0))
     with torch.no_grad():  # non-zero LoRA B, so the adapter changes the shared head's keys and values
         for name, p in lm.model.named_parameters():
@@ -133,21 +136,25 @@ def test_shared_prefix_gives_the_same_loss_and_gradients():
                 p.normal_(0, 0.05)
     task = ClassificationTask(system_prompt="a longer shared system line " * 3, instruction="Classify.")
     task.setup(TOY, {})
-    rows = [encode_example(task, lm.tokenizer, ex, 512) for ex in TOY[:6]]
+    texts = ["short", "a much longer text that pads the others " * 3, "mid size text here"]
+    examples = [{**ex, "text": texts[i % 3] + ex["text"]} for i, ex in enumerate(TOY[:6])]
+    rows = [encode_example(task, lm.tokenizer, ex, 512) for ex in examples]
     batch = WindowCollator(rows, lm.tokenizer.pad_token_id, 6)(list(range(6)))["micro_batches"][0]
     from slmforge.modeling.module import shared_prefix_len
 
     assert shared_prefix_len(batch["input_ids"], batch["attention_mask"], batch["labels"]) > 20
+    assert int((batch["attention_mask"] == 0).sum()) > 20  # the padded reference really pads
 
-    def loss_and_grads(shared: bool):
+    def loss_and_grads(shared: bool, pack: int):
         lm.model.zero_grad()
-        loss, n = CausalLMModule(lm.model, shared_prefix=shared).supervised_loss(batch)
+        module = CausalLMModule(lm.model, shared_prefix=shared, pack_max_tokens=pack)
+        loss, n = module.supervised_loss(batch)
         loss.backward()
         grads = {k: p.grad.clone() for k, p in lm.model.named_parameters() if p.requires_grad}
         return float(loss), n, grads
 
-    loss_s, n_s, grads_s = loss_and_grads(True)
-    loss_p, n_p, grads_p = loss_and_grads(False)
+    loss_s, n_s, grads_s = loss_and_grads(shared, pack)
+    loss_p, n_p, grads_p = loss_and_grads(False, 0)  # padded, every row computed in full
     assert n_s == n_p
     assert abs(loss_s - loss_p) < 1e-4 * abs(loss_p)
     for k in grads_p:

@@ -43,6 +43,9 @@ def test_cli_writes_report_and_logs_wandb_offline(multirun_dir: Path, tmp_path: 
     assert f"report: {out / 'report.html'}" in proc.stdout
     assert "recommendation: Deploy `lora-r16`" in proc.stdout
     assert "wandb:" in proc.stdout and "offline-run" in proc.stdout
+    # The summary run lives with the report, not in the directory the command ran from.
+    assert f"wandb:  {out / 'wandb'}" in proc.stdout
+    assert list((out / "wandb").glob("offline-run-*/run-*.wandb"))
     assert 'src="data:image/png;base64,' in (out / "report.html").read_text()
 
 

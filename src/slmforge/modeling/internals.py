@@ -25,6 +25,17 @@ def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return decoder, head
 
 
+def block_attention_mask(allowed: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """A custom ``[B, 1, Q, K]`` boolean "may attend" mask in the form the model's attention takes:
+    booleans for SDPA / flex, an additive float mask (0 / -inf-like) for eager attention."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "_attn_implementation", "sdpa") == "eager":
+        return torch.zeros(allowed.shape, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(torch.float32).min
+        )
+    return allowed
+
+
 def _cache_kwarg() -> str:
     from transformers import LlamaModel
 

@@ -6,11 +6,16 @@ Design choices, each for a reason:
 - The LM head runs only at supervised positions (``sparse_lm_head``): a classification answer is a few
   tokens out of ~70, and the 49k-vocabulary projection is the most expensive matmul of a small model.
 - The prompt head every row of a micro-batch shares (chat template system turn, instruction, label list)
-  runs once per micro-batch (``shared_prefix``): its keys/values are computed for one row and broadcast
-  to all, and backward sums the rows' gradients into that one computation. Same loss and gradients as
-  running it per row (tested); on short classification prompts about half the tokens are this head. With
-  adapter dropout on, the head's dropout mask is shared by the rows of a micro-batch instead of drawn per
-  row (the same regulariser in expectation).
+  runs once per micro-batch (``shared_prefix``): its keys/values are computed for one row and reused by
+  all, and backward sums the rows' gradients into that one computation. Same loss and gradients as
+  running it per row (tested); on short classification prompts more than half the tokens are this head.
+  With adapter dropout on, the head's dropout mask is shared by the rows of a micro-batch instead of
+  drawn per row (the same regulariser in expectation).
+- Packing (``pack_max_tokens``): the rows' tokens after the shared head are laid end to end in one
+  sequence, no padding, with a block-diagonal causal mask (no row sees another) and positions restarting
+  per row, so packed and padded training give the same loss (tested). A dense mask makes attention
+  quadratic in the packed length, so a micro-batch packs only while it fits ``pack_max_tokens``; longer
+  ones run padded (with the shared head broadcast).
 - Checkpoints hold only trainable weights (the adapter + optimizer), not a copy of the frozen base model.
 - Validation runs the task's predictor through the same code as ``evaluate`` so ``val/accuracy`` means
   the same thing as the final test accuracy.
@@ -28,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from slmforge.modeling.batching import IGNORE_INDEX
-from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache
+from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head, returned_cache
 
 # A shorter shared head is not worth the extra forward call.
 MIN_SHARED_PREFIX = 8
@@ -70,6 +75,7 @@ class CausalLMModule(L.LightningModule):
         sparse_lm_head: bool = True,
         fused_adamw: bool = False,
         shared_prefix: bool = True,
+        pack_max_tokens: int = 1024,
         validate_fn: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
         metrics_fn: Callable[[list[Any]], dict[str, Any]] | None = None,
     ) -> None:
@@ -87,6 +93,7 @@ class CausalLMModule(L.LightningModule):
         self.sparse_lm_head = sparse_lm_head
         self.fused_adamw = fused_adamw
         self.shared_prefix = shared_prefix
+        self.pack_max_tokens = pack_max_tokens
         self.validate_fn = validate_fn
         self.metrics_fn = metrics_fn
         self._val_rows: list[Any] = []
@@ -102,35 +109,84 @@ class CausalLMModule(L.LightningModule):
         targets = labels[:, 1:]
         selected = targets != IGNORE_INDEX
         parts = decoder_and_head(self.model) if self.sparse_lm_head else None
-        shared = shared_prefix_len(ids, mask, labels) if parts is not None and self.shared_prefix else 0
-        if parts is not None and shared >= MIN_SHARED_PREFIX:
-            decoder, head = parts
-            from transformers import DynamicCache
-
-            head_out = decoder(input_ids=ids[:1, :shared], use_cache=True)
-            n = ids.shape[0]
-            cache = DynamicCache(
-                ddp_cache_data=[
-                    (layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1))
-                    for layer in returned_cache(head_out).layers
-                ]
-            )
-            positions = torch.arange(shared, ids.shape[1], device=ids.device)[None].expand(n, -1)
-            hidden = decoder(
-                input_ids=ids[:, shared:], attention_mask=mask, position_ids=positions, use_cache=True,
-                **{CACHE_KWARG: cache},
-            ).last_hidden_state  # fmt: skip
-            logits = head(hidden[:, :-1][selected[:, shared:]])
-        elif parts is not None:
-            decoder, head = parts
-            hidden = decoder(input_ids=ids, attention_mask=mask).last_hidden_state
-            logits = head(hidden[:, :-1][selected])
-        else:
+        if parts is None:
             logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1][selected]
-        loss = F.cross_entropy(
-            logits.float(), targets[selected], reduction="sum", label_smoothing=self.label_smoothing
-        )
+            targets = targets[selected]
+        else:
+            shared = shared_prefix_len(ids, mask, labels) if self.shared_prefix else 0
+            shared = shared if shared >= MIN_SHARED_PREFIX else 0
+            decoder, head = parts
+            cache = None
+            if shared:
+                from transformers import DynamicCache
+
+                head_kv = returned_cache(decoder(input_ids=ids[:1, :shared], use_cache=True)).layers
+            lengths = mask.sum(1)
+            if int(lengths.sum()) - (ids.shape[0] - 1) * shared <= self.pack_max_tokens:
+                if shared:
+                    cache = DynamicCache(ddp_cache_data=[(layer.keys, layer.values) for layer in head_kv])
+                hidden_sel, targets = self._packed_hidden(decoder, ids, labels, lengths, shared, cache)
+            else:
+                if shared:
+                    n = ids.shape[0]
+                    cache = DynamicCache(
+                        ddp_cache_data=[
+                            (layer.keys.expand(n, -1, -1, -1), layer.values.expand(n, -1, -1, -1))
+                            for layer in head_kv
+                        ]
+                    )
+                positions = torch.arange(shared, ids.shape[1], device=ids.device)[None].expand(
+                    ids.shape[0], -1
+                )
+                kwargs = {CACHE_KWARG: cache, "use_cache": True} if shared else {}
+                hidden = decoder(
+                    input_ids=ids[:, shared:], attention_mask=mask, position_ids=positions, **kwargs
+                ).last_hidden_state
+                hidden_sel = hidden[:, :-1][selected[:, shared:]]
+                targets = targets[selected]
+            logits = head(hidden_sel)
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
         return loss, int(selected.sum())
+
+    def _packed_hidden(
+        self,
+        decoder: torch.nn.Module,
+        ids: torch.Tensor,
+        labels: torch.Tensor,
+        lengths: torch.Tensor,
+        shared: int,
+        cache: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states at the supervised positions of all rows packed into one sequence (after the
+        shared head, which ``cache`` holds), and their target tokens."""
+        device = ids.device
+        seg_ids, seg_pos, seg_next = [], [], []
+        for row, n in enumerate(lengths.tolist()):
+            seg_ids.append(ids[row, shared:n])
+            seg_pos.append(torch.arange(shared, n, device=device))
+            nxt = torch.full((n - shared,), IGNORE_INDEX, dtype=torch.long, device=device)
+            nxt[:-1] = labels[row, shared + 1 : n]  # position t predicts the label at t + 1, in its own row
+            seg_next.append(nxt)
+        total = sum(len(x) for x in seg_ids)
+        allowed = torch.zeros((total, shared + total), dtype=torch.bool, device=device)
+        allowed[:, :shared] = True  # every row sees the shared head
+        start = 0
+        for seg in seg_ids:
+            k = len(seg)
+            allowed[start : start + k, shared + start : shared + start + k] = torch.ones(
+                (k, k), dtype=torch.bool, device=device
+            ).tril()
+            start += k
+        kwargs = {CACHE_KWARG: cache, "use_cache": True} if cache is not None else {}
+        hidden = decoder(
+            input_ids=torch.cat(seg_ids)[None],
+            attention_mask=block_attention_mask(allowed[None, None], self.model),
+            position_ids=torch.cat(seg_pos)[None],
+            **kwargs,
+        ).last_hidden_state[0]
+        targets = torch.cat(seg_next)
+        keep = targets != IGNORE_INDEX
+        return hidden[keep], targets[keep]
 
     # ---- training ---------------------------------------------------------------------------------
     def on_fit_start(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head
+from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head
 from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches, prompt_token_ids
 from slmforge.prediction.prefix_cache import SharedPrefix
 from slmforge.tasks.base import Task
@@ -143,9 +143,7 @@ class LabelScorer:
         if shared:  # every query sees the whole cached prefix
             allowed = torch.cat([torch.ones((n, seq, shared), dtype=torch.bool), allowed], dim=2)
         ids, pos, allowed = ids.to(device), pos.to(device), allowed.to(device)
-        mask = allowed[:, None]
-        if getattr(self.model.config, "_attn_implementation", "sdpa") == "eager":
-            mask = torch.zeros(mask.shape, device=device).masked_fill(~mask, torch.finfo(torch.float32).min)
+        mask = block_attention_mask(allowed[:, None], self.model)
 
         # Positions whose next-token distribution is needed: the prompt's last token (first label token,
         # shared by all labels) and every packed label input (its label's next token).

@@ -44,10 +44,13 @@ def log_report_to_wandb(
     config: Mapping[str, Any] | None = None,
     report_files: Mapping[str, str | Path] | None = None,
     build_report: bool = True,
+    directory: str | Path | None = None,
 ) -> str | None:
     """Log one summary run and return its directory (offline) or URL (online); None if W&B failed.
 
     ``mode`` is W&B's: ``offline``, ``online`` or ``disabled``; ``None`` defers to ``WANDB_MODE``.
+    ``directory``: where the run's ``wandb/`` folder goes (the report's directory, so the run lives with
+    the report rather than in whatever directory the command ran from); ``None``: W&B's default.
     """
     import wandb
 
@@ -61,6 +64,7 @@ def log_report_to_wandb(
             mode=mode,  # type: ignore[arg-type]
             config=dict(config or {}),
             reinit="finish_previous",
+            dir=str(directory) if directory is not None else None,
         )
     except Exception as e:  # no login / no network: the local report is still complete
         log.warning("W&B summary run not logged (%s: %s)", type(e).__name__, e)
