@@ -159,3 +159,32 @@ def test_shared_prefix_and_packing_give_the_same_loss_and_gradients(attn, shared
     assert abs(loss_s - loss_p) < 1e-4 * abs(loss_p)
     for k in grads_p:
         torch.testing.assert_close(grads_s[k], grads_p[k], rtol=1e-4, atol=1e-6)
+
+
+def test_packable_window_runs_as_one_micro_batch_with_the_same_gradient():
+    lm = load_model(ModelSpec(name="tiny", source="tiny"))
+    lm.model = apply_adapter(lm.model, AdapterSpec(kind="lora", r=4, alpha=8, dropout=0.0))
+    with torch.no_grad():
+        for name, p in lm.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    task = ClassificationTask(system_prompt="a longer shared system line " * 3, instruction="Classify.")
+    task.setup(TOY, {})
+    rows = [encode_example(task, lm.tokenizer, ex, 512) for ex in TOY[:6]]
+    window = WindowCollator(rows, lm.tokenizer.pad_token_id, 2)(list(range(6)))
+    assert len(window["micro_batches"]) == 3
+
+    def window_grads(pack: int):
+        lm.model.zero_grad()
+        module = CausalLMModule(lm.model, pack_max_tokens=pack)
+        micro = module._merge_if_packable(window["micro_batches"])
+        for mb in micro:
+            (module.supervised_loss(mb)[0] / window["n_supervised"]).backward()
+        return len(micro), {k: p.grad.clone() for k, p in lm.model.named_parameters() if p.requires_grad}
+
+    n_merged, merged = window_grads(4096)
+    n_small, separate = window_grads(0)
+    assert (n_merged, n_small) == (1, 3)
+    assert window_grads(40)[0] == 3  # too many tokens to pack: the micro-batches stay as they are
+    for k in separate:
+        torch.testing.assert_close(merged[k], separate[k], rtol=1e-4, atol=1e-6)

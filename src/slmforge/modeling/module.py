@@ -15,7 +15,9 @@ Design choices, each for a reason:
   sequence, no padding, with a block-diagonal causal mask (no row sees another) and positions restarting
   per row, so packed and padded training give the same loss (tested). A dense mask makes attention
   quadratic in the packed length, so a micro-batch packs only while it fits ``pack_max_tokens``; longer
-  ones run padded (with the shared head broadcast).
+  ones run padded (with the shared head broadcast). When a whole window fits, its micro-batches run as
+  one packed sequence (the same gradient: the loss is normalised over the window either way), so the
+  shared head runs once per optimizer step.
 - Checkpoints hold only trainable weights (the adapter + optimizer), not a copy of the frozen base model.
 - Validation runs the task's predictor through the same code as ``evaluate`` so ``val/accuracy`` means
   the same thing as the final test accuracy.
@@ -113,8 +115,7 @@ class CausalLMModule(L.LightningModule):
             logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1][selected]
             targets = targets[selected]
         else:
-            shared = shared_prefix_len(ids, mask, labels) if self.shared_prefix else 0
-            shared = shared if shared >= MIN_SHARED_PREFIX else 0
+            shared = self._shared_head_len(ids, mask, labels)
             decoder, head = parts
             cache = None
             if shared:
@@ -147,6 +148,10 @@ class CausalLMModule(L.LightningModule):
             logits = head(hidden_sel)
         loss = F.cross_entropy(logits.float(), targets, reduction="sum", label_smoothing=self.label_smoothing)
         return loss, int(selected.sum())
+
+    def _shared_head_len(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> int:
+        shared = shared_prefix_len(ids, mask, labels) if self.shared_prefix else 0
+        return shared if shared >= MIN_SHARED_PREFIX else 0
 
     def _packed_hidden(
         self,
@@ -200,7 +205,8 @@ class CausalLMModule(L.LightningModule):
         sched = self.lr_schedulers()
         total = max(1, window["n_supervised"])
         loss_total = torch.zeros((), device=self.device)
-        for micro in window["micro_batches"]:
+        micro_batches = self._merge_if_packable(window["micro_batches"])
+        for micro in micro_batches:
             micro = {k: v.to(self.device) for k, v in micro.items()}
             loss_sum, _ = self.supervised_loss(micro)
             loss = loss_sum / total
@@ -220,6 +226,29 @@ class CausalLMModule(L.LightningModule):
             "train/tokens_per_s", self.tokens_seen / max(self.train_time_s, 1e-9), on_step=True, batch_size=1
         )
         return loss_total
+
+    def _merge_if_packable(
+        self, micro_batches: list[dict[str, torch.Tensor]]
+    ) -> list[dict[str, torch.Tensor]]:
+        """All micro-batches as one when packing is on and the window's tokens fit ``pack_max_tokens``
+        (counting the shared head once per micro-batch, an upper bound)."""
+        if len(micro_batches) < 2 or not self.pack_max_tokens or not self.sparse_lm_head:
+            return micro_batches
+        if sum(int(mb["attention_mask"].sum()) for mb in micro_batches) > self.pack_max_tokens * 2:
+            return micro_batches  # cheap early out; the exact check is in supervised_loss
+        width = max(mb["input_ids"].shape[1] for mb in micro_batches)
+        fill = {"input_ids": 0, "attention_mask": 0, "labels": IGNORE_INDEX}
+        merged = {
+            key: torch.cat(
+                [F.pad(mb[key], (0, width - mb[key].shape[1]), value=fill[key]) for mb in micro_batches]
+            )
+            for key in fill
+        }
+        ids, mask = merged["input_ids"], merged["attention_mask"]
+        shared = self._shared_head_len(ids, mask, merged["labels"])
+        if int(mask.sum()) - (ids.shape[0] - 1) * shared > self.pack_max_tokens:
+            return micro_batches
+        return [merged]
 
     def configure_optimizers(self) -> dict[str, Any]:
         decay, no_decay = [], []
