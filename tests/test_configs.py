@@ -61,3 +61,17 @@ def test_every_config_file_opens_with_a_comment():
     for path in CONF.rglob("*.yaml"):
         first = path.read_text().lstrip().splitlines()[0]
         assert first.startswith("#"), f"{path} should open with a comment saying what it is for"
+
+
+@pytest.mark.parametrize(
+    ("experiment", "fields"),
+    [("sroie", ["company", "date", "address", "total"]),
+     ("invoices", ["vendor", "date", "invoice_number", "currency", "total", "line_items"])],
+)  # fmt: skip
+def test_experiment_schema_is_exactly_its_own(experiment, fields):
+    # Hydra merges dicts: an experiment that overrode task.schema used to keep the invoice fields too.
+    import hydra
+
+    cfg = _compose("train", [f"experiment={experiment}"])
+    task = hydra.utils.instantiate(cfg.task, _convert_="all")
+    assert [f.name for f in task.schema.fields] == fields
