@@ -88,3 +88,14 @@ def test_route_applies_temperature() -> None:
     assert p.route("short", {"a": 0.9, "b": 0.1}) == "cheap"  # 0.75
     with pytest.raises(RoutingError, match="full label distribution"):
         p.route("short", 0.99)
+
+
+def test_equal_predictor_names_are_told_apart():
+    from pathlib import Path
+
+    from slmforge.routing import distinct_names
+
+    a, b = Path("/r/cmp/predictors/finetuned"), Path("/r/strong/predictors/finetuned")
+    assert distinct_names("lora", "gpt", a, b) == ("lora", "gpt")
+    assert distinct_names("lora", "lora", a, b) == ("lora (cmp)", "lora (strong)")
+    assert distinct_names("lora", "lora", a, a) == ("lora (cheap)", "lora (expensive)")

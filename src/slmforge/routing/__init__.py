@@ -183,6 +183,17 @@ def _read_validation(run_dir: Path) -> list[PredictionRow] | None:
     return read_predictions(path) if path.exists() else None
 
 
+def distinct_names(cheap: str, expensive: str, cheap_dir: Path, expensive_dir: Path) -> tuple[str, str]:
+    """The two predictors' names, told apart by their run directories when they are equal (the same model
+    fine-tuned twice), else by role."""
+    if cheap != expensive:
+        return cheap, expensive
+    run_c, run_e = cheap_dir.parent.parent.name, expensive_dir.parent.parent.name
+    if run_c and run_e and run_c != run_e:
+        return f"{cheap} ({run_c})", f"{expensive} ({run_e})"
+    return f"{cheap} (cheap)", f"{expensive} (expensive)"
+
+
 def evaluate_routing(
     cheap_dir: str | Path,
     expensive_dir: str | Path,
@@ -220,7 +231,7 @@ def evaluate_routing(
             f"{cheap_dir} was evaluated on split {rec_c.split!r} but {expensive_dir} on {rec_e.split!r}; "
             "both predictors must be evaluated on the same split"
         )
-    cheap_name, exp_name = rec_c.name, rec_e.name
+    cheap_name, exp_name = distinct_names(rec_c.name, rec_e.name, cheap_dir, expensive_dir)
     c_cost = _cost_per_request(rec_c, cost_cheap, cheap_dir, "cost_cheap")
     e_cost = _cost_per_request(rec_e, cost_exp, expensive_dir, "cost_exp")
     rows_c, rows_e = align_rows(rows_c, rows_e, str(cheap_dir), str(expensive_dir))
