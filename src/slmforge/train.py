@@ -92,16 +92,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     records: dict[str, ResultsRecord] = {}
 
     # ---- zero-shot baseline (the base model before any adapter) ---------------------------------------------
+    def new_predictor() -> Any:
+        """A predictor over ``lm.model`` as it is now (the zero-shot base model, later the adapted one)."""
+        return build_predictor(
+            lm, task, int(ecfg.batch_size), constrained=bool(ecfg.constrained),
+            label_decoding=str(ecfg.label_decoding),
+        )  # fmt: skip
+
     device = device_for(hardware)
     lm.model.to(device)
     if ecfg.zero_shot:
-        predictor = build_predictor(
-            lm,
-            task,
-            int(ecfg.batch_size),
-            constrained=bool(ecfg.constrained),
-            label_decoding=str(ecfg.label_decoding),
-        )
+        predictor = new_predictor()
         with autocast_for(hardware):
             rec, rows = evaluate_split(
                 predictor, task, splits.test, name=f"{minfo['model']}-zero-shot", split="test",
@@ -121,13 +122,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         max_length=int(tcfg.max_length), pad_multiple=int(hardware.get("pad_multiple", 1)),
         group_by_length=bool(tcfg.group_by_length), eval_batch_size=int(ecfg.batch_size), seed=int(cfg.seed),
     )  # fmt: skip
-    val_predictor = build_predictor(
-        lm,
-        task,
-        int(ecfg.batch_size),
-        constrained=bool(ecfg.constrained),
-        label_decoding=str(ecfg.label_decoding),
-    )
+    val_predictor = new_predictor()  # a fresh one: it runs the adapted model
     module = CausalLMModule(
         lm.model,
         lr=float(tcfg.lr),

@@ -4,7 +4,6 @@ and a tiny model fine-tuned (plain torch loop) on a toy extraction set gets its 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,14 +19,7 @@ from slmforge.records import PredictionRow
 from slmforge.tasks.extraction import ExtractionTask
 from slmforge.tasks.generation import GenerationTask
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Tiny models on a shared 2-core machine: one thread avoids oversubscription (several times faster).
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import numpy as np
@@ -381,6 +381,23 @@ class JsonConstraint:
         }
 
 
+def allowed_mask(
+    generated: Sequence[Sequence[int] | None],
+    vocab_size: int,
+    device: torch.device | str,
+    allowed_ids: Callable[[Sequence[int]], Any],
+) -> torch.Tensor:
+    """``[rows, vocab]`` bool from each row's generated tokens: ``allowed_ids(tokens)`` for a live row, every
+    token for a finished (``None``) row. The mask every decoding constraint hands the generation loop."""
+    out = torch.zeros((len(generated), vocab_size), dtype=torch.bool)
+    for r, ids in enumerate(generated):
+        if ids is None:
+            out[r] = True
+        else:
+            out[r, allowed_ids(ids)] = True
+    return out.to(device)
+
+
 class ConstraintSession:
     """One TokenEnforcer for a batch. Its states are keyed by generated-token prefixes, so rows that
     share a prefix share the work, and memory is freed with the session."""
@@ -408,13 +425,7 @@ class ConstraintSession:
 
     def mask(self, generated: Sequence[Sequence[int] | None]) -> torch.Tensor:
         """``[len(generated), vocab]`` bool; a ``None`` row (finished) allows everything."""
-        out = torch.zeros((len(generated), self.vocab_size), dtype=torch.bool)
-        for r, ids in enumerate(generated):
-            if ids is None:
-                out[r] = True
-            else:
-                out[r, self.allowed_ids(ids)] = True
-        return out.to(self.device)
+        return allowed_mask(generated, self.vocab_size, self.device, self.allowed_ids)
 
 
 class JsonSchemaLogitsProcessor(LogitsProcessor):

@@ -31,6 +31,14 @@ def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
     ]
 
 
+def task_labels(task: Task, method: str) -> list[str]:
+    """The classification task's labels, or a clear error naming ``method`` when it has none."""
+    labels = getattr(task, "labels", None)
+    if not labels:
+        raise ValueError(f"{method} needs a classification task with labels (call task.setup first)")
+    return list(labels)
+
+
 @torch.no_grad()
 def score_labels_bruteforce(
     model: torch.nn.Module, tokenizer: Any, prompt_ids: list[int], labels: Sequence[str]
@@ -66,9 +74,7 @@ class LabelScorer:
         name: str = "local",
         prefix_cache: bool = True,
     ) -> None:
-        labels = getattr(task, "labels", None)
-        if not labels:
-            raise ValueError("label scoring needs a classification task with labels (call task.setup first)")
+        labels = task_labels(task, "label scoring")
         self.model = model
         self.tokenizer = tokenizer
         self.task = task

@@ -20,14 +20,16 @@ be thresholded and calibrated like label scoring's. The full per-label distribut
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 from slmforge.prediction.base import Prediction
+from slmforge.prediction.constrained import allowed_mask
 from slmforge.prediction.generation import Generated, GenerationPredictor
-from slmforge.prediction.label_scoring import label_token_ids
+from slmforge.prediction.label_scoring import label_token_ids, task_labels
 from slmforge.tasks.base import Task
 
 
@@ -61,13 +63,9 @@ class LabelTrie:
 
         def mask(self, generated: Sequence[Sequence[int] | None]) -> torch.Tensor:
             """``[rows, vocab]`` bool: the children of the node each row's tokens reached (None: all)."""
-            out = torch.zeros((len(generated), self.vocab_size), dtype=torch.bool)
-            for r, ids in enumerate(generated):
-                if ids is None:
-                    out[r] = True
-                else:
-                    out[r, self.trie.children[tuple(ids)]] = True
-            return out.to(self.device)
+            return allowed_mask(
+                generated, self.vocab_size, self.device, lambda ids: self.trie.children[tuple(ids)]
+            )
 
 
 class LabelTriePredictor(GenerationPredictor):
@@ -84,11 +82,7 @@ class LabelTriePredictor(GenerationPredictor):
         prefix_cache: bool = True,
         name: str = "local",
     ) -> None:
-        labels = list(getattr(task, "labels", None) or [])
-        if not labels:
-            raise ValueError(
-                "label-trie decoding needs a classification task with labels (call task.setup first)"
-            )
+        labels = task_labels(task, "label-trie decoding")
         self.labels = labels
         self.trie = LabelTrie(labels, label_token_ids(tokenizer, labels))
         super().__init__(
@@ -116,7 +110,7 @@ class LabelTriePredictor(GenerationPredictor):
         total = sum(res.logprobs)
         return Prediction(
             pred=label,
-            confidence=float(torch.tensor(total).exp()),
+            confidence=math.exp(total),
             latency_ms=latency_ms,
             prompt_tokens=prompt_tokens,
             completion_tokens=len(res.token_ids),
