@@ -113,11 +113,11 @@ def build_model(cfg: DictConfig) -> LoadedModel:
     return load_model(ModelSpec(**spec))
 
 
-# Above this many labels, ``label_decoding=auto`` decodes over the label trie instead of scoring every
-# label exactly: scoring appends all labels' tokens to each prompt (cost grows with the label count), the
-# trie costs a few cached steps whatever the count. BENCHMARKS.md has the measurements behind it.
+# Above this many labels, ``label_decoding=auto`` decodes over the label trie (certified exact) instead of
+# scoring every label: scoring appends all labels' tokens to each prompt (cost grows with the label count),
+# the trie costs a few cached steps whatever the count. BENCHMARKS.md has the measurements behind it.
 TRIE_ABOVE_LABELS = 16
-LABEL_DECODINGS = ("auto", "scoring", "trie")
+LABEL_DECODINGS = ("auto", "scoring", "trie", "trie_greedy")
 
 
 def build_predictor(
@@ -129,16 +129,26 @@ def build_predictor(
     label_decoding: str = "auto",
 ) -> Predictor:
     """Classification: exact label scoring or label-trie decoding (``label_decoding``: auto | scoring |
-    trie; auto picks the trie above ``TRIE_ABOVE_LABELS`` labels). Other tasks: batched (optionally
-    schema-constrained) generation."""
+    trie (greedy, certified equal to scoring's argmax, unsure rows re-scored) | trie_greedy (no
+    certificate); auto picks trie above ``TRIE_ABOVE_LABELS`` labels). Other tasks: batched
+    (optionally schema-constrained) generation."""
     if task.decoding == "scoring":
         if label_decoding not in LABEL_DECODINGS:
             raise ConfigError(f"eval.label_decoding={label_decoding!r} is not one of {list(LABEL_DECODINGS)}")
         n_labels = len(getattr(task, "labels", []) or [])
-        if label_decoding == "trie" or (label_decoding == "auto" and n_labels > TRIE_ABOVE_LABELS):
+        if label_decoding == "auto":
+            label_decoding = "trie" if n_labels > TRIE_ABOVE_LABELS else "scoring"
+        if label_decoding in ("trie", "trie_greedy"):
             from slmforge.prediction.label_trie import LabelTriePredictor
 
-            return LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots)
+            return LabelTriePredictor(
+                lm.model,
+                lm.tokenizer,
+                task,
+                batch_size=batch_size,
+                shots=shots,
+                exact=label_decoding == "trie",
+            )
         from slmforge.prediction.label_scoring import LabelScorer
 
         return LabelScorer(lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots)

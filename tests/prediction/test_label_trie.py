@@ -1,5 +1,7 @@
-"""Label-trie decoding: always a label, confidence = path probability renormalised over trie children
-(checked against full forwards), batched == one-by-one, and the shared-prefix cache changes nothing."""
+"""Label-trie decoding: always a label; greedy confidence = path probability renormalised over trie
+children (checked against full forwards); the certified (exact) mode returns exact scoring's argmax on
+every row, re-scoring exactly the rows it cannot certify; batched == one-by-one; the shared-prefix
+cache changes nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import pytest
 import torch
 
 from slmforge.modeling.loading import ModelSpec, load_model
-from slmforge.prediction.label_scoring import label_token_ids
+from slmforge.prediction.label_scoring import LabelScorer, label_token_ids
 from slmforge.prediction.label_trie import LabelTrie, LabelTriePredictor
 from slmforge.tasks.classification import ClassificationTask
 
@@ -59,7 +61,7 @@ def _renormalised_path_logprob(model, prompt: list[int], path: list[int], trie: 
 
 def test_predictions_are_labels_with_path_probability(setup) -> None:
     lm, task = setup
-    predictor = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=5)
+    predictor = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=5, exact=False)
     preds = predictor.predict(EXAMPLES)
     ids = dict(zip(LABELS, label_token_ids(lm.tokenizer, LABELS), strict=True))
     assert all(p.pred in LABELS for p in preds)
@@ -88,3 +90,53 @@ def test_batched_prefix_cached_equals_one_by_one_uncached(setup) -> None:
     for a, b in zip(together, [alone.predict([ex])[0] for ex in EXAMPLES], strict=True):
         assert a.pred == b.pred
         assert a.confidence == pytest.approx(b.confidence, rel=1e-4)
+
+
+MANY = [
+    {"id": str(i), "text": f"message {i} about " + "card top up refund "[: i % 19], "label": LABELS[i % 5]}
+    for i in range(24)
+]
+
+
+def _fit(lm, task, examples, steps: int = 30) -> None:
+    """A few full-parameter Adam steps on prompt -> label + EOS: a tiny model that is confident."""
+    scorer = LabelScorer(lm.model, lm.tokenizer, task)
+    ids = dict(zip(LABELS, label_token_ids(lm.tokenizer, LABELS), strict=True))
+    opt = torch.optim.Adam(lm.model.parameters(), lr=3e-3)
+    lm.model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        for ex in examples:
+            prompt, target = scorer.prompt_ids(ex), ids[ex["label"]]
+            logits = lm.model(input_ids=torch.tensor([prompt + target[:-1]])).logits[0, len(prompt) - 1 :]
+            torch.nn.functional.cross_entropy(logits, torch.tensor(target)).backward()
+        opt.step()
+    lm.model.eval()
+
+
+@pytest.mark.parametrize("trained", [True, False])
+def test_exact_mode_returns_exact_scorings_argmax(trained: bool) -> None:
+    # A briefly trained tiny model is confident (most rows certified); an untrained one spreads its mass
+    # over the whole vocabulary, so nothing can be certified and every row takes the re-scoring path.
+    lm = load_model(ModelSpec(name="tiny", source="tiny", seed=3, tiny_config={"initializer_range": 0.3}))
+    task = ClassificationTask(labels=LABELS, system_prompt="s", instruction="Pick one.")
+    if trained:
+        _fit(lm, task, MANY[::2])  # odd rows are unseen: some of them stay unsure
+    exact = LabelScorer(lm.model, lm.tokenizer, task, batch_size=8).predict(MANY)
+    trie = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=8).predict(MANY)
+    greedy = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=8, exact=False).predict(MANY)
+    assert [p.pred for p in trie] == [p.pred for p in exact]
+    certified = [i for i, p in enumerate(trie) if p.details["certified"]]
+    rescored = [i for i, p in enumerate(trie) if p.details.get("rescored")]
+    assert sorted(certified + rescored) == list(range(len(MANY)))
+    for i in certified:  # greedy's label, with a confidence that lower-bounds the exact one
+        assert trie[i].pred == greedy[i].pred
+        assert 0 < trie[i].confidence <= exact[i].confidence + 1e-5
+    for i in rescored:  # exact scoring's label and probability
+        assert trie[i].confidence == pytest.approx(exact[i].confidence, rel=1e-4)
+        assert trie[i].details["greedy_pred"] == greedy[i].pred
+    if trained:
+        assert certified and rescored  # both paths ran on one batch
+        assert sum(p.pred == ex["label"] for p, ex in zip(trie[::2], MANY[::2], strict=True)) >= 8
+    else:
+        assert not certified

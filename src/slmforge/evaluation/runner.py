@@ -89,6 +89,13 @@ def single_request_latency(predictor: Predictor, examples: Sequence[dict[str, An
     return out
 
 
+def _certified_share(rows: Sequence[PredictionRow]) -> dict[str, float]:
+    """Certified label-trie decoding: the share of rows whose greedy label was proven exact (the rest
+    were re-scored exactly) -- what decides its speed against exact scoring."""
+    flags = [r.details["certified"] for r in rows if r.details and "certified" in r.details]
+    return {"certified_share": sum(flags) / len(flags)} if flags else {}
+
+
 def git_sha() -> str | None:
     try:
         return subprocess.run(
@@ -135,7 +142,7 @@ def evaluate_split(
         task=task.name,
         split=split,
         n=n,
-        predictor={**predictor_info, **predictor.describe()},
+        predictor={**predictor_info, **predictor.describe(), **_certified_share(rows)},
         data=data_info,
         metrics=metrics,
         latency_ms=latency_summary(latencies),

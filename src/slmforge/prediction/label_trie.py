@@ -8,28 +8,38 @@ finishes after at most the longest label's token count (~5 steps for banking77).
 
 Compared with exact scoring (:mod:`slmforge.prediction.label_scoring`), which appends every label's
 tokens to every prompt (77 banking77 labels ≈ 300 extra tokens per example), the trie costs a few
-incremental steps. It is greedy: at each node it follows the most likely child, so it can miss the label
-with the highest total log-probability when an early token is misleading. A confident fine-tuned model
-almost never hits that case; measure on the task (``scripts/bench_eval_speed.py`` prints both).
+incremental steps. Greedy decoding alone (``exact=False``) can miss the label with the highest total
+log-probability when an early token is misleading. With ``exact=True`` (the default) each result is
+*certified* instead: every label greedy decoding did not reach leaves the path at some step through an
+allowed token it did not take, so its log-probability is at most that step's path log-probability plus
+the token's; when the best such bound is below the greedy label's own log-probability (by a margin that
+absorbs float noise), the greedy label is exactly the argmax that exact scoring would return. Rows that
+cannot be certified — an unsure model — are re-scored exactly with :class:`LabelScorer`. Predictions
+therefore equal exact scoring's (tested), and cost a few cached steps for every certified row.
 
-Confidence is the path probability under the model's distribution renormalised over the trie children
-at each step: a proper distribution over labels (the probabilities of all labels sum to one), so it can
-be thresholded and calibrated like label scoring's. The full per-label distribution is not computed
-(``label_probs`` is None); temperature scaling needs label scoring.
+Confidence is the label's probability normalised over the label set, as with exact scoring. For a
+certified row the other labels' total mass is bounded by the untaken allowed tokens' mass (summed over
+steps), so ``p / (p + that mass)`` is used: a lower bound that is tight when a fine-tuned model's mass in
+each branch ends in a label. Re-scored rows carry the exact value. ``exact=False`` keeps the greedy
+path probability renormalised over the trie children at each step (a proper distribution over labels).
+The full per-label distribution is not computed (``label_probs`` is None); temperature scaling needs
+label scoring.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from slmforge.prediction.base import Prediction
 from slmforge.prediction.constrained import allowed_mask
 from slmforge.prediction.generation import Generated, GenerationPredictor
-from slmforge.prediction.label_scoring import label_token_ids, task_labels
+from slmforge.prediction.label_scoring import LabelScorer, label_token_ids, task_labels
 from slmforge.tasks.base import Task
 
 
@@ -68,8 +78,17 @@ class LabelTrie:
             )
 
 
+# A greedy label is certified only when every other label's bound is below it by this many nats: float
+# noise between the cached decoding steps and exact scoring's packed forward is ~1e-5.
+CERTIFY_MARGIN = 1e-3
+
+
 class LabelTriePredictor(GenerationPredictor):
-    """Batched greedy decoding over the label trie; ``pred`` is always one of ``task.labels``."""
+    """Batched greedy decoding over the label trie; ``pred`` is always one of ``task.labels``.
+
+    exact: certify each greedy label as the exact-scoring argmax and re-score the rows that cannot be
+        certified (see the module docstring); False keeps plain greedy decoding.
+    """
 
     def __init__(
         self,
@@ -81,8 +100,10 @@ class LabelTriePredictor(GenerationPredictor):
         max_prompt_tokens: int = 1024,
         prefix_cache: bool = True,
         name: str = "local",
+        exact: bool = True,
     ) -> None:
         labels = task_labels(task, "label-trie decoding")
+        self.exact = exact
         self.labels = labels
         self.trie = LabelTrie(labels, label_token_ids(tokenizer, labels))
         super().__init__(
@@ -98,22 +119,62 @@ class LabelTriePredictor(GenerationPredictor):
             constraint=self.trie,
             prefix_cache=prefix_cache,
         )
+        self.rescorer = LabelScorer(
+            model,
+            tokenizer,
+            task,
+            batch_size=batch_size,
+            max_prompt_tokens=max_prompt_tokens,
+            shots=shots,
+            name=name,
+            prefix_cache=prefix_cache,
+        )
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out.pop("stop_at_json_end", None)
         out.pop("constraint", None)
-        return {**out, "decoding": "label_trie", "trie_nodes": self.trie.n_nodes}
+        return {
+            **out,
+            "decoding": "label_trie_exact" if self.exact else "label_trie",
+            "trie_nodes": self.trie.n_nodes,
+        }
 
     def to_prediction(self, res: Generated, prompt_tokens: int, latency_ms: float) -> Prediction:
         label = self.trie.label_at[tuple(res.token_ids)]
-        total = sum(res.logprobs)
+        model_logprob = sum(res.model_logprobs)
+        details: dict[str, Any] = {"logprob": sum(res.logprobs), "model_logprob": model_logprob}
+        if self.exact:
+            # The greedy label is the exact argmax when no untaken branch could hold a likelier label.
+            runner_up_bound = max(res.alt_best, default=-math.inf)
+            details["certified"] = runner_up_bound < model_logprob - CERTIFY_MARGIN
+            others = torch.tensor(res.alt_logmass).logsumexp(0).item() if res.alt_logmass else -math.inf
+            confidence = math.exp(model_logprob - float(np.logaddexp(model_logprob, others)))
+        else:
+            confidence = math.exp(details["logprob"])
         return Prediction(
             pred=label,
-            confidence=math.exp(total),
+            confidence=confidence,
             latency_ms=latency_ms,
             prompt_tokens=prompt_tokens,
             completion_tokens=len(res.token_ids),
             raw_output=label,
-            details={"logprob": total, "model_logprob": sum(res.model_logprobs)},
+            details=details,
         )
+
+    def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
+        predictions = super().predict(examples)
+        if not self.exact:
+            return predictions
+        unsure = [i for i, p in enumerate(predictions) if not p.details["certified"]]
+        if unsure:
+            rescored = self.rescorer.predict([examples[i] for i in unsure])
+            for i, exact in zip(unsure, rescored, strict=True):
+                greedy = predictions[i]
+                predictions[i] = dataclasses.replace(
+                    exact,
+                    latency_ms=greedy.latency_ms + exact.latency_ms,
+                    label_probs=None,  # certified rows have none: keep the output uniform
+                    details={**greedy.details, "rescored": True, "greedy_pred": greedy.pred, **exact.details},
+                )
+        return predictions
