@@ -33,7 +33,11 @@ def main() -> None:
     p.add_argument("--adapter", type=Path, default=None)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--label-list", action="store_true", help="list all labels in the prompt")
-    p.add_argument("--variants", default="scoring,trie", help="of scoring,scoring_nocache,trie,trie_nocache")
+    p.add_argument(
+        "--variants",
+        default="scoring,trie,trie_greedy",
+        help="of scoring,scoring_nocache,trie,trie_greedy,trie_nocache",
+    )
     p.add_argument("--max-new-tokens", type=int, default=256, help="the article's generate() bound")
     args = p.parse_args()
     train = [json.loads(line) for line in (args.data / "train.jsonl").open()]
@@ -80,6 +84,7 @@ def main() -> None:
             model, tok, task, batch_size=args.batch_size, prefix_cache=False
         ),
         "trie": lambda: LabelTriePredictor(model, tok, task, batch_size=args.batch_size),
+        "trie_greedy": lambda: LabelTriePredictor(model, tok, task, batch_size=args.batch_size, exact=False),
         "trie_nocache": lambda: LabelTriePredictor(
             model, tok, task, batch_size=args.batch_size, prefix_cache=False
         ),
@@ -94,11 +99,14 @@ def main() -> None:
         secs = time.perf_counter() - t0
         acc = sum(pr.pred == ex["label"] for pr, ex in zip(preds, test, strict=True)) / len(test)
         results[name] = {"ex_s": len(test) / secs, "acc": acc, "preds": [pr.pred for pr in preds]}
+        flags = [pr.details["certified"] for pr in preds if "certified" in pr.details]
+        certified = f"  certified {sum(flags)}/{len(flags)}" if flags else ""
         print(f"slmforge {name:16s}: {len(test) / secs:7.3f} ex/s  accuracy {acc:.3f}  "
-              f"({len(test) / secs / article['ex_s']:.1f}x article)", flush=True)  # fmt: skip
-    if "scoring" in results and "trie" in results:
-        same = sum(a == b for a, b in zip(results["scoring"]["preds"], results["trie"]["preds"], strict=True))
-        print(f"trie agrees with exact scoring on {same}/{len(test)} examples")
+              f"({len(test) / secs / article['ex_s']:.1f}x article){certified}", flush=True)  # fmt: skip
+    for name in ("trie", "trie_greedy"):
+        if "scoring" in results and name in results:
+            pairs = zip(results["scoring"]["preds"], results[name]["preds"], strict=True)
+            print(f"{name} agrees with exact scoring on {sum(a == b for a, b in pairs)}/{len(test)} examples")
 
 
 if __name__ == "__main__":

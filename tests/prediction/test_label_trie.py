@@ -127,14 +127,18 @@ def test_exact_mode_returns_exact_scorings_argmax(trained: bool) -> None:
     greedy = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=8, exact=False).predict(MANY)
     assert [p.pred for p in trie] == [p.pred for p in exact]
     certified = [i for i, p in enumerate(trie) if p.details["certified"]]
-    rescored = [i for i, p in enumerate(trie) if p.details.get("rescored")]
+    rescored = [i for i, p in enumerate(trie) if "rescored_labels" in p.details]
     assert sorted(certified + rescored) == list(range(len(MANY)))
-    for i in certified:  # greedy's label, with a confidence that lower-bounds the exact one
+    for i in certified:  # greedy's label
         assert trie[i].pred == greedy[i].pred
-        assert 0 < trie[i].confidence <= exact[i].confidence + 1e-5
-    for i in rescored:  # exact scoring's label and probability
-        assert trie[i].confidence == pytest.approx(exact[i].confidence, rel=1e-4)
+    for i in rescored:  # only the labels that could beat greedy's were scored, with scoring's values
+        assert 1 < trie[i].details["rescored_labels"] <= len(LABELS)
         assert trie[i].details["greedy_pred"] == greedy[i].pred
+        assert trie[i].details["model_logprob"] == pytest.approx(exact[i].details["logp"], abs=1e-4)
+    for t, e in zip(trie, exact, strict=True):  # p / (p + a bound on the rest): at most the exact value
+        assert 0 < t.confidence <= e.confidence + 1e-5
+        if t.details.get("rescored_labels") == len(LABELS):  # nothing pruned: exactly the value
+            assert t.confidence == pytest.approx(e.confidence, rel=1e-4)
     if trained:
         assert certified and rescored  # both paths ran on one batch
         assert sum(p.pred == ex["label"] for p, ex in zip(trie[::2], MANY[::2], strict=True)) >= 8

@@ -96,12 +96,11 @@ class Generated:
     logprobs: list[float] = field(default_factory=list)
     model_logprobs: list[float] = field(default_factory=list)
     stop_reason: str = "max_new_tokens"  # | "eos" | "json_end"
-    # Constrained decoding only, one entry per step, as path log-probabilities under the model: the most
-    # likely allowed token not taken (prefix + its log-prob; -inf when it had no alternative) and the
-    # log of the allowed-but-not-taken tokens' total mass. Every output the constraint allowed but greedy
-    # decoding did not produce starts with one of those tokens, so its probability is bounded by them.
-    alt_best: list[float] = field(default_factory=list)
-    alt_logmass: list[float] = field(default_factory=list)
+    # Only for constraints with ``keeps_alternatives`` (small allowed sets, e.g. a label trie): per step,
+    # the allowed tokens greedy decoding did not take, each with the model's log-probability of the path
+    # so far plus that token. Every other allowed output leaves the greedy path through exactly one of
+    # them, so its probability is at most that entry's.
+    alternatives: list[list[tuple[int, float]]] = field(default_factory=list)
 
 
 class GenerationPredictor:
@@ -245,6 +244,7 @@ class GenerationPredictor:
         logits, cache = self._forward(ids, mask, pos, self.prefix.cache(n) if shared else None)
         if self.constraint is not None:
             session = self.constraint.session(logits.shape[-1], device)
+        keep_alternatives = session is not None and getattr(self.constraint, "keeps_alternatives", False)
         for step in range(max_new):
             logp = logits.log_softmax(-1)
             if session is not None:
@@ -257,22 +257,19 @@ class GenerationPredictor:
             choice = used_logp.argmax(-1)
             chosen = choice.tolist()
             tok_lp = used_logp.gather(1, choice[:, None]).squeeze(1).tolist()
-            if session is not None:
-                model_lp = logp.gather(1, choice[:, None]).squeeze(1).tolist()
-                others = logp.masked_fill(~allowed, float("-inf")).scatter(1, choice[:, None], float("-inf"))
-                alt_best, alt_logmass = others.max(-1).values.tolist(), others.logsumexp(-1).tolist()
-            else:
-                model_lp = tok_lp
+            model_lp = logp.gather(1, choice[:, None]).squeeze(1).tolist() if session is not None else tok_lp
             for r in range(n):
                 if not active[r]:
                     continue
                 tok, res = chosen[r], results[r]
                 res.token_ids.append(tok)
                 res.logprobs.append(tok_lp[r])
-                if session is not None:
-                    path = sum(res.model_logprobs)
-                    res.alt_best.append(path + alt_best[r])
-                    res.alt_logmass.append(path + alt_logmass[r])
+                if keep_alternatives:
+                    others = allowed[r].nonzero().flatten()
+                    path_lps = (logp[r, others] + sum(res.model_logprobs)).tolist()
+                    res.alternatives.append(
+                        [(t, lp) for t, lp in zip(others.tolist(), path_lps, strict=True) if t != tok]
+                    )
                 res.model_logprobs.append(model_lp[r])
                 if tok == self.eos_id:
                     res.stop_reason, active[r] = "eos", False

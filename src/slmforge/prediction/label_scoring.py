@@ -98,8 +98,9 @@ class LabelScorer:
         return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
 
     @torch.no_grad()
-    def score_batch(self, prompts: list[list[int]]) -> torch.Tensor:
-        """[B, L] log-likelihood of each label given each prompt, in one forward pass.
+    def score_batch(self, prompts: list[list[int]], labels: Sequence[int] | None = None) -> torch.Tensor:
+        """[B, L] log-likelihood of each label given each prompt, in one forward pass (``labels``: only
+        these label indices, in this order).
 
         Each row is ``[left padding] + prompt + label_1 + label_2 + ...`` (labels without their final EOS
         as inputs) with a block attention mask: prompt tokens attend causally to the prompt; each label's
@@ -114,7 +115,8 @@ class LabelScorer:
         shared = self.prefix.for_prompts(prompts)
         prompts = [p[shared:] for p in prompts]
         n, width = len(prompts), max(len(p) for p in prompts)
-        label_inputs = [lab[:-1] for lab in self.label_ids]  # the last token (EOS) is only ever a target
+        label_ids = self.label_ids if labels is None else [self.label_ids[j] for j in labels]
+        label_inputs = [lab[:-1] for lab in label_ids]  # the last token (EOS) is only ever a target
         offsets, total = [], 0
         for inp in label_inputs:
             offsets.append(total)
@@ -163,10 +165,10 @@ class LabelScorer:
         else:
             hidden, head = None, None
             logits_all = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-        first_tok = torch.tensor([lab[0] for lab in self.label_ids], device=device)
-        next_tok = torch.tensor([t for lab in self.label_ids for t in lab[1:]], device=device)
+        first_tok = torch.tensor([lab[0] for lab in label_ids], device=device)
+        next_tok = torch.tensor([t for lab in label_ids for t in lab[1:]], device=device)
         label_of = torch.tensor([j for j, inp in enumerate(label_inputs) for _ in inp], device=device)
-        scores = torch.zeros((n, len(self.labels)), device=device)
+        scores = torch.zeros((n, len(label_ids)), device=device)
         for i in range(n):
             if hidden is not None:
                 rows = hidden[i, width - 1 :]  # last prompt position + all label positions

@@ -10,33 +10,35 @@ Compared with exact scoring (:mod:`slmforge.prediction.label_scoring`), which ap
 tokens to every prompt (77 banking77 labels ≈ 300 extra tokens per example), the trie costs a few
 incremental steps. Greedy decoding alone (``exact=False``) can miss the label with the highest total
 log-probability when an early token is misleading. With ``exact=True`` (the default) each result is
-*certified* instead: every label greedy decoding did not reach leaves the path at some step through an
-allowed token it did not take, so its log-probability is at most that step's path log-probability plus
-the token's; when the best such bound is below the greedy label's own log-probability (by a margin that
-absorbs float noise), the greedy label is exactly the argmax that exact scoring would return. Rows that
-cannot be certified — an unsure model — are re-scored exactly with :class:`LabelScorer`. Predictions
-therefore equal exact scoring's (tested), and cost a few cached steps for every certified row.
+checked instead: every other label leaves the greedy path at exactly one step, through an allowed token
+greedy decoding did not take, so its log-probability is at most that step's path log-probability plus
+the token's (log-probabilities only fall as a path grows). When every such branch bound is below the
+greedy label's own log-probability (by a margin that absorbs float noise), the greedy label is
+*certified*: exactly the argmax exact scoring would return. Otherwise only the labels in the branches
+that could still beat it are scored exactly (:meth:`LabelScorer.score_batch` with a label subset), and
+the best of those wins. Predictions therefore equal exact scoring's (tested); a confident model pays a
+few cached steps per row, an unsure one a partial scoring pass on top.
 
-Confidence is the label's probability normalised over the label set, as with exact scoring. For a
-certified row the other labels' total mass is bounded by the untaken allowed tokens' mass (summed over
-steps), so ``p / (p + that mass)`` is used: a lower bound that is tight when a fine-tuned model's mass in
-each branch ends in a label. Re-scored rows carry the exact value. ``exact=False`` keeps the greedy
-path probability renormalised over the trie children at each step (a proper distribution over labels).
-The full per-label distribution is not computed (``label_probs`` is None); temperature scaling needs
-label scoring.
+Confidence is the label's probability normalised over the label set, as with exact scoring, except
+that branches never scored count with their bound: ``p / (p + scored others + bounds of the rest)``, a
+lower bound on the exact value that is tight when a branch's mass ends in its labels (a fine-tuned
+model) and exact when nothing was pruned. ``exact=False`` keeps the greedy path probability renormalised
+over the trie children at each step (a proper distribution over labels). The full per-label
+distribution is not computed (``label_probs`` is None); temperature scaling needs label scoring.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from slmforge.prediction.base import Prediction
+from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
 from slmforge.prediction.constrained import allowed_mask
 from slmforge.prediction.generation import Generated, GenerationPredictor
 from slmforge.prediction.label_scoring import LabelScorer, label_token_ids, task_labels
@@ -46,14 +48,19 @@ from slmforge.tasks.base import Task
 class LabelTrie:
     """The prefix tree of label token sequences, as a decoding constraint (``session().mask``)."""
 
+    keeps_alternatives = True  # few allowed tokens per step: decoding records the untaken ones (certificate)
+
     def __init__(self, labels: Sequence[str], token_ids: Sequence[Sequence[int]]) -> None:
         self.children: dict[tuple[int, ...], list[int]] = {}
         self.label_at: dict[tuple[int, ...], str] = {}
-        for label, ids in zip(labels, token_ids, strict=True):
+        self.under: dict[tuple[int, ...], list[int]] = {}  # node -> indices of the labels below it
+        for index, (label, ids) in enumerate(zip(labels, token_ids, strict=True)):
             path = tuple(ids)
             if path in self.label_at:
                 raise ValueError(f"labels {self.label_at[path]!r} and {label!r} tokenise identically")
             self.label_at[path] = label
+            for depth in range(len(path) + 1):
+                self.under.setdefault(path[:depth], []).append(index)
             for depth in range(len(path)):
                 kids = self.children.setdefault(path[:depth], [])
                 if path[depth] not in kids:
@@ -140,18 +147,30 @@ class LabelTriePredictor(GenerationPredictor):
             "trie_nodes": self.trie.n_nodes,
         }
 
+    def _bounds(self, res: Generated) -> tuple[float, list[int], float]:
+        """The greedy label's log-probability, the labels that could still beat it (their branch's bound
+        reaches it: to be scored exactly), and the log of the mass bound of the branches that cannot."""
+        greedy = sum(res.model_logprobs)
+        candidates: list[int] = []
+        pruned: list[float] = []
+        for step, alternatives in enumerate(res.alternatives):
+            for tok, bound in alternatives:
+                if bound >= greedy - CERTIFY_MARGIN:
+                    candidates += self.trie.under[(*res.token_ids[:step], tok)]
+                else:
+                    pruned.append(bound)
+        pruned_mass = torch.tensor(pruned).logsumexp(0).item() if pruned else -math.inf
+        return greedy, candidates, pruned_mass
+
     def to_prediction(self, res: Generated, prompt_tokens: int, latency_ms: float) -> Prediction:
         label = self.trie.label_at[tuple(res.token_ids)]
-        model_logprob = sum(res.model_logprobs)
-        details: dict[str, Any] = {"logprob": sum(res.logprobs), "model_logprob": model_logprob}
+        details: dict[str, Any] = {"logprob": sum(res.logprobs), "model_logprob": sum(res.model_logprobs)}
+        confidence = math.exp(details["logprob"])
         if self.exact:
-            # The greedy label is the exact argmax when no untaken branch could hold a likelier label.
-            runner_up_bound = max(res.alt_best, default=-math.inf)
-            details["certified"] = runner_up_bound < model_logprob - CERTIFY_MARGIN
-            others = torch.tensor(res.alt_logmass).logsumexp(0).item() if res.alt_logmass else -math.inf
-            confidence = math.exp(model_logprob - float(np.logaddexp(model_logprob, others)))
-        else:
-            confidence = math.exp(details["logprob"])
+            greedy, candidates, pruned_mass = self._bounds(res)
+            details["certified"] = not candidates
+            # p / (p + the other branches' mass bound): every other label lies in exactly one branch.
+            confidence = math.exp(greedy - float(np.logaddexp(greedy, pruned_mass)))
         return Prediction(
             pred=label,
             confidence=confidence,
@@ -163,18 +182,48 @@ class LabelTriePredictor(GenerationPredictor):
         )
 
     def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
-        predictions = super().predict(examples)
         if not self.exact:
-            return predictions
-        unsure = [i for i, p in enumerate(predictions) if not p.details["certified"]]
-        if unsure:
-            rescored = self.rescorer.predict([examples[i] for i in unsure])
-            for i, exact in zip(unsure, rescored, strict=True):
-                greedy = predictions[i]
-                predictions[i] = dataclasses.replace(
-                    exact,
-                    latency_ms=greedy.latency_ms + exact.latency_ms,
-                    label_probs=None,  # certified rows have none: keep the output uniform
-                    details={**greedy.details, "rescored": True, "greedy_pred": greedy.pred, **exact.details},
+            return super().predict(examples)
+        prompts = [self.prompt_ids(ex) for ex in examples]
+        results: list[Prediction | None] = [None] * len(examples)
+        unsure: dict[int, tuple[Generated, list[int], float]] = {}
+        with eval_mode(self.model):
+            for idx, t0 in length_sorted_batches([len(p) for p in prompts], self.batch_size):
+                generated = self.generate_batch([prompts[i] for i in idx])
+                elapsed_ms = (time.perf_counter() - t0) * 1000 / len(idx)
+                for res, i in zip(generated, idx, strict=True):
+                    results[i] = self.to_prediction(res, len(prompts[i]), elapsed_ms)
+                    if not results[i].details["certified"]:
+                        unsure[i] = (res, *self._bounds(res)[1:])
+            # Unsure rows: score exactly the greedy label and every label whose branch could beat it
+            # (the union over a batch: scoring extra labels cannot change an exact argmax).
+            order = sorted(unsure)
+            for batch, t0 in length_sorted_batches([len(prompts[i]) for i in order], self.batch_size):
+                rows = [order[b] for b in batch]
+                union = sorted(
+                    {j for i in rows for j in unsure[i][1]}
+                    | {self.labels.index(results[i].pred) for i in rows}
                 )
-        return predictions
+                scores = self.rescorer.score_batch([prompts[i] for i in rows], union).cpu()
+                elapsed_ms = (time.perf_counter() - t0) * 1000 / len(rows)
+                for row, i in enumerate(rows):
+                    best = int(scores[row].argmax())
+                    pruned_mass = unsure[i][2]
+                    norm = float(np.logaddexp(scores[row].logsumexp(0).item(), pruned_mass))
+                    greedy = results[i]
+                    label = self.labels[union[best]]
+                    results[i] = dataclasses.replace(
+                        greedy,
+                        pred=label,
+                        raw_output=label,
+                        confidence=math.exp(float(scores[row, best]) - norm),
+                        latency_ms=greedy.latency_ms + elapsed_ms,
+                        completion_tokens=len(self.rescorer.label_ids[union[best]]),
+                        details={
+                            **greedy.details,
+                            "greedy_pred": greedy.pred,
+                            "rescored_labels": len(union),
+                            "model_logprob": float(scores[row, best]),
+                        },
+                    )
+        return [r for r in results if r is not None]
