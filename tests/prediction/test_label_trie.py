@@ -129,6 +129,7 @@ def test_exact_mode_returns_exact_scorings_argmax(trained: bool) -> None:
     certified = [i for i, p in enumerate(trie) if p.details["certified"]]
     rescored = [i for i, p in enumerate(trie) if "rescored_labels" in p.details]
     assert sorted(certified + rescored) == list(range(len(MANY)))
+    assert not any(k.startswith("_") for p in trie for k in p.details)  # nothing private is written out
     for i in certified:  # greedy's label
         assert trie[i].pred == greedy[i].pred
     for i in rescored:  # only the labels that could beat greedy's were scored, with scoring's values

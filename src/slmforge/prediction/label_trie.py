@@ -88,6 +88,7 @@ class LabelTrie:
 # A greedy label is certified only when every other label's bound is below it by this many nats: float
 # noise between the cached decoding steps and exact scoring's packed forward is ~1e-5.
 CERTIFY_MARGIN = 1e-3
+_RESCORE = "_rescore"  # private detail key: what an unsure row re-scores
 
 
 class LabelTriePredictor(GenerationPredictor):
@@ -169,6 +170,8 @@ class LabelTriePredictor(GenerationPredictor):
         if self.exact:
             greedy, candidates, pruned_mass = self._bounds(res)
             details["certified"] = not candidates
+            if candidates:  # what predict() re-scores; removed before the prediction leaves
+                details[_RESCORE] = (candidates, pruned_mass)
             # p / (p + the other branches' mass bound): every other label lies in exactly one branch.
             confidence = math.exp(greedy - float(np.logaddexp(greedy, pruned_mass)))
         return Prediction(
@@ -182,48 +185,40 @@ class LabelTriePredictor(GenerationPredictor):
         )
 
     def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
-        if not self.exact:
-            return super().predict(examples)
-        prompts = [self.prompt_ids(ex) for ex in examples]
-        results: list[Prediction | None] = [None] * len(examples)
-        unsure: dict[int, tuple[Generated, list[int], float]] = {}
+        predictions = super().predict(examples)
+        unsure = [i for i, p in enumerate(predictions) if _RESCORE in p.details]
+        if not unsure:
+            return predictions
+        plans = {i: predictions[i].details.pop(_RESCORE) for i in unsure}
+        prompts = {i: self.prompt_ids(examples[i]) for i in unsure}
         with eval_mode(self.model):
-            for idx, t0 in length_sorted_batches([len(p) for p in prompts], self.batch_size):
-                generated = self.generate_batch([prompts[i] for i in idx])
-                elapsed_ms = (time.perf_counter() - t0) * 1000 / len(idx)
-                for res, i in zip(generated, idx, strict=True):
-                    results[i] = self.to_prediction(res, len(prompts[i]), elapsed_ms)
-                    if not results[i].details["certified"]:
-                        unsure[i] = (res, *self._bounds(res)[1:])
-            # Unsure rows: score exactly the greedy label and every label whose branch could beat it
-            # (the union over a batch: scoring extra labels cannot change an exact argmax).
-            order = sorted(unsure)
-            for batch, t0 in length_sorted_batches([len(prompts[i]) for i in order], self.batch_size):
-                rows = [order[b] for b in batch]
+            for batch, t0 in length_sorted_batches([len(prompts[i]) for i in unsure], self.batch_size):
+                rows = [unsure[b] for b in batch]
+                # Score the greedy label and every label whose branch could beat it (their union over
+                # the batch: scoring extra labels cannot change an exact argmax).
                 union = sorted(
-                    {j for i in rows for j in unsure[i][1]}
-                    | {self.labels.index(results[i].pred) for i in rows}
+                    {j for i in rows for j in plans[i][0]}
+                    | {self.labels.index(predictions[i].pred) for i in rows}
                 )
                 scores = self.rescorer.score_batch([prompts[i] for i in rows], union).cpu()
                 elapsed_ms = (time.perf_counter() - t0) * 1000 / len(rows)
                 for row, i in enumerate(rows):
                     best = int(scores[row].argmax())
-                    pruned_mass = unsure[i][2]
-                    norm = float(np.logaddexp(scores[row].logsumexp(0).item(), pruned_mass))
-                    greedy = results[i]
-                    label = self.labels[union[best]]
-                    results[i] = dataclasses.replace(
+                    best_logp = float(scores[row, best])
+                    norm = float(np.logaddexp(scores[row].logsumexp(0).item(), plans[i][1]))
+                    greedy, label = predictions[i], self.labels[union[best]]
+                    predictions[i] = dataclasses.replace(
                         greedy,
                         pred=label,
                         raw_output=label,
-                        confidence=math.exp(float(scores[row, best]) - norm),
+                        confidence=math.exp(best_logp - norm),
                         latency_ms=greedy.latency_ms + elapsed_ms,
                         completion_tokens=len(self.rescorer.label_ids[union[best]]),
                         details={
                             **greedy.details,
                             "greedy_pred": greedy.pred,
                             "rescored_labels": len(union),
-                            "model_logprob": float(scores[row, best]),
+                            "model_logprob": best_logp,
                         },
                     )
-        return [r for r in results if r is not None]
+        return predictions
