@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from slmforge.modeling.batching import IGNORE_INDEX
 from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head, returned_cache
+from slmforge.modeling.throughput import mfu, peak_bf16_flops
 
 # A shorter shared head is not worth the extra forward call.
 MIN_SHARED_PREFIX = 8
@@ -198,6 +199,10 @@ class CausalLMModule(L.LightningModule):
         # from_pretrained returns models in eval mode and Lightning keeps module modes as it finds them:
         # without this, adapter dropout would silently stay off during training.
         self.model.train()
+        self.n_params = sum(p.numel() for p in self.model.parameters())
+        self.peak_flops = (
+            peak_bf16_flops(torch.cuda.get_device_name(self.device)) if self.device.type == "cuda" else None
+        )
 
     def training_step(self, window: dict[str, Any], batch_idx: int) -> torch.Tensor:
         start = time.perf_counter()
@@ -222,9 +227,12 @@ class CausalLMModule(L.LightningModule):
         self.train_time_s += time.perf_counter() - start
         self.log("train/loss", loss_total, prog_bar=True, on_step=True, on_epoch=True, batch_size=1)
         self.log("train/lr", sched.get_last_lr()[0], on_step=True, batch_size=1)
-        self.log(
-            "train/tokens_per_s", self.tokens_seen / max(self.train_time_s, 1e-9), on_step=True, batch_size=1
-        )
+        tokens_per_s = self.tokens_seen / max(self.train_time_s, 1e-9)
+        self.log("train/tokens_per_s", tokens_per_s, on_step=True, batch_size=1)
+        if getattr(self, "peak_flops", None):  # GPUs with a known peak only
+            self.log(
+                "train/mfu", mfu(tokens_per_s, self.n_params, self.peak_flops), on_step=True, batch_size=1
+            )
         return loss_total
 
     def _merge_if_packable(
