@@ -1,0 +1,41 @@
+"""build_predictor picks the classification decoder from eval.label_decoding (auto by label count)."""
+
+from __future__ import annotations
+
+import pytest
+
+from slmforge.modeling.loading import ModelSpec, load_model
+from slmforge.pipeline import TRIE_ABOVE_LABELS, ConfigError, build_predictor
+from slmforge.prediction.label_scoring import LabelScorer
+from slmforge.prediction.label_trie import LabelTriePredictor
+from slmforge.tasks.classification import ClassificationTask
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return load_model(ModelSpec(name="tiny", source="tiny", seed=0))
+
+
+def _task(n_labels: int) -> ClassificationTask:
+    return ClassificationTask(labels=[f"label {i}" for i in range(n_labels)])
+
+
+def test_auto_scores_few_labels_and_certifies_the_trie_above_the_threshold(lm) -> None:
+    few = build_predictor(lm, _task(TRIE_ABOVE_LABELS), batch_size=4, label_decoding="auto")
+    many = build_predictor(lm, _task(TRIE_ABOVE_LABELS + 1), batch_size=4, label_decoding="auto")
+    assert type(few) is LabelScorer
+    assert isinstance(many, LabelTriePredictor) and many.exact
+
+
+def test_explicit_choices(lm) -> None:
+    assert type(build_predictor(lm, _task(3), batch_size=4, label_decoding="scoring")) is LabelScorer
+    trie = build_predictor(lm, _task(3), batch_size=4, label_decoding="trie")
+    greedy = build_predictor(lm, _task(3), batch_size=4, label_decoding="trie_greedy")
+    assert trie.exact and not greedy.exact
+    assert trie.describe()["decoding"] == "label_trie_exact"
+    assert greedy.describe()["decoding"] == "label_trie"
+
+
+def test_unknown_choice_names_the_key_and_the_options(lm) -> None:
+    with pytest.raises(ConfigError, match=r"eval\.label_decoding='beam'.*trie_greedy"):
+        build_predictor(lm, _task(3), batch_size=4, label_decoding="beam")
