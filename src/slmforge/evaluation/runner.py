@@ -41,18 +41,23 @@ def predict_rows(
     chunk: int | None = None,
     progress: str | None = None,
 ) -> list[PredictionRow]:
-    """Predict ``examples`` in chunks (for a progress bar) and let the task judge each prediction."""
-    rows: list[PredictionRow] = []
+    """Predict ``examples`` in chunks (for a progress bar) and let the task judge each prediction.
+
+    Chunks are cut from the examples sorted by text length, so each batch pads little (predictions do
+    not depend on the batch they run in: tested per predictor); rows come back in input order.
+    """
+    rows: list[PredictionRow | None] = [None] * len(examples)
     bar = tqdm(total=len(examples), desc=progress, unit="ex", disable=progress is None, leave=False)
     chunk = chunk or max(1, int(getattr(predictor, "batch_size", 16)))
-    for start in range(0, len(examples), chunk):
-        batch = list(examples[start : start + chunk])
-        preds: list[Prediction] = predictor.predict(batch)
-        for ex, p in zip(batch, preds, strict=True):
-            rows.append(to_row(task, ex, p))
-        bar.update(len(batch))
+    order = sorted(range(len(examples)), key=lambda i: len(str(examples[i].get("text", ""))))
+    for start in range(0, len(order), chunk):
+        idx = order[start : start + chunk]
+        preds: list[Prediction] = predictor.predict([examples[i] for i in idx])
+        for i, p in zip(idx, preds, strict=True):
+            rows[i] = to_row(task, examples[i], p)
+        bar.update(len(idx))
     bar.close()
-    return rows
+    return [r for r in rows if r is not None]
 
 
 def to_row(task: Task, example: dict[str, Any], p: Prediction) -> PredictionRow:
