@@ -56,6 +56,14 @@ def _merge_training_run(cfg: DictConfig) -> DictConfig:
     for key in ("model", "data", "task", "seed"):
         if key in old:
             merged[key] = old[key]
+    # The run's data paths interpolate paths.shared_data: keep the folder the run was given on its command
+    # line, unless this command sets one itself.
+    old_shared = (
+        OmegaConf.to_container(old.paths, resolve=False).get("shared_data") if "paths" in old else None
+    )
+    ours = OmegaConf.to_container(cfg.paths, resolve=False).get("shared_data")
+    if old_shared is not None and str(ours).startswith("${oc.env:"):
+        merged.paths.shared_data = old_shared
     if not cfg.get("adapter_path"):
         merged.adapter_path = str(run_dir / "adapter")
     return merged

@@ -1,0 +1,42 @@
+"""slmforge-evaluate run_dir=...: the run's data paths resolve against the shared-data folder the run
+was given, unless the evaluate command names its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from slmforge.config import config_dir
+from slmforge.evaluate import _merge_training_run
+
+
+def _run_dir(tmp_path: Path, shared: str) -> Path:
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    saved = {
+        "seed": 0,
+        "paths": {"shared_data": shared},
+        "data": {"name": "b", "train_path": "${paths.shared_data}/b/train.jsonl"},
+    }
+    OmegaConf.save(OmegaConf.create(saved), run / ".hydra" / "config.yaml")
+    return run
+
+
+def _evaluate_cfg(overrides: list[str]):
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        return compose("evaluate", overrides=overrides)
+
+
+def test_run_dir_keeps_the_runs_shared_data_folder(tmp_path) -> None:
+    run = _run_dir(tmp_path, "/data/benchmarks")
+    merged = _merge_training_run(_evaluate_cfg([f"run_dir={run}"]))
+    assert merged.data.train_path == "/data/benchmarks/b/train.jsonl"
+    assert merged.adapter_path == str(run / "adapter")
+
+
+def test_an_explicit_shared_data_override_wins(tmp_path) -> None:
+    run = _run_dir(tmp_path, "/data/benchmarks")
+    merged = _merge_training_run(_evaluate_cfg([f"run_dir={run}", "paths.shared_data=/elsewhere"]))
+    assert merged.data.train_path == "/elsewhere/b/train.jsonl"
