@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,15 @@ def test_finetuned_smollm2_beats_zero_shot_on_invoices(tmp_path):
     assert tuned["json_validity"] >= 0.9
 
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_DATA = Path(
+    os.environ.get("SLMFORGE_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")
+)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "banking77").is_dir(), reason="needs ../shared/data/banking77")
+@pytest.mark.skipif(
+    not (SHARED_DATA / "banking77").is_dir(),
+    reason="needs ../shared/data/banking77 (or SLMFORGE_SHARED_DATA)",
+)
 def test_banking77_recipe_beats_zero_shot_on_a_small_slice(tmp_path):
     # The banking77 recipe at learning-curve size (lr 2e-3 as for the curve points; 4 examples per intent
     # = 308 rows, 2 epochs): zero-shot with the same prompt (no label list) is near chance over 77
