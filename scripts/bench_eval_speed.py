@@ -5,9 +5,11 @@ batched label scoring (exact) and label-trie decoding, on the same model and exa
     python scripts/bench_eval_speed.py --n 32 --adapter <run>/adapter   # a fine-tuned model
 
 Prints examples/s and accuracy per variant and the ratio to the article's recipe. The article's recipe
-generates up to 256 new tokens per example, one example at a time, then compares the stripped text with
-the gold label. slmforge variants run batched; "prefix cache" encodes the prompt head every example shares
-(system turn, instruction, label list) once. ``--variants`` picks a subset.
+generates up to 256 new tokens per example, one example at a time, through the PEFT model as trained,
+then compares the stripped text with the gold label. slmforge variants run as ``slmforge-evaluate`` runs
+them: the evaluation runner's length-sorted batches, the LoRA adapter merged into the weights
+(``eval.merge_adapter``; ``trie_unmerged`` shows what merging is worth), the prompt head every example
+shares (system turn, instruction, label list) encoded once. ``--variants`` picks a subset.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from slmforge.evaluation.runner import predict_rows
+from slmforge.modeling.adapters import merged_adapter
 from slmforge.modeling.loading import _SMOLLM2_GGUF, ModelSpec, load_model
 from slmforge.prediction.label_scoring import LabelScorer
 from slmforge.tasks.base import render_prompt
@@ -36,7 +40,7 @@ def main() -> None:
     p.add_argument(
         "--variants",
         default="scoring,trie,trie_greedy",
-        help="of scoring,scoring_nocache,trie,trie_greedy,trie_nocache",
+        help="of scoring,scoring_nocache,trie,trie_greedy,trie_nocache,trie_unmerged",
     )
     p.add_argument("--max-new-tokens", type=int, default=256, help="the article's generate() bound")
     args = p.parse_args()
@@ -88,15 +92,15 @@ def main() -> None:
         "trie_nocache": lambda: LabelTriePredictor(
             model, tok, task, batch_size=args.batch_size, prefix_cache=False
         ),
+        "trie_unmerged": lambda: LabelTriePredictor(model, tok, task, batch_size=args.batch_size),
     }
     for name in args.variants.split(","):
         predictor = variants[name]()
-        predictor.predict(test[:2])  # warm-up
-        t0 = time.perf_counter()
-        preds = []
-        for start in range(0, len(test), args.batch_size):  # as the evaluation runner calls it
-            preds += predictor.predict(test[start : start + args.batch_size])
-        secs = time.perf_counter() - t0
+        with merged_adapter(model, enabled=not name.endswith("_unmerged")):
+            predictor.predict(test[:2])  # warm-up
+            t0 = time.perf_counter()
+            preds = predict_rows(predictor, task, test)
+            secs = time.perf_counter() - t0
         acc = sum(pr.pred == ex["label"] for pr, ex in zip(preds, test, strict=True)) / len(test)
         results[name] = {"ex_s": len(test) / secs, "acc": acc, "preds": [pr.pred for pr in preds]}
         flags = [pr.details["certified"] for pr in preds if "certified" in pr.details]

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from slmforge.config import config_dir
 from slmforge.evaluation.runner import evaluate_split
+from slmforge.modeling.adapters import merged_adapter
 from slmforge.pipeline import (
     ConfigError,
     autocast_for,
@@ -120,7 +121,7 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     loggers = make_loggers(
         to_container(cfg.get("logger")), out_dir, name, to_container(cfg), [minfo["model"]], "evaluate"
     )
-    with autocast_for(hardware):
+    with autocast_for(hardware), merged_adapter(lm.model, bool(cfg.eval.get("merge_adapter", True))):
         record, rows = evaluate_split(
             predictor, task, splits.get(str(cfg.split)), name=str(name), split=str(cfg.split),
             predictor_info={"kind": "local", "method": method, **minfo, "adapter": cfg.get("adapter_path"), "k": k},

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from slmforge.config import config_dir
 from slmforge.data.datamodule import SLMDataModule
 from slmforge.evaluation.runner import evaluate_split, predict_rows
-from slmforge.modeling.adapters import AdapterSpec, apply_adapter, trainable_parameters
+from slmforge.modeling.adapters import AdapterSpec, apply_adapter, merged_adapter, trainable_parameters
 from slmforge.modeling.module import CausalLMModule
 from slmforge.pipeline import (
     ConfigError,
@@ -181,7 +181,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     adapter_dir = run_dir / "adapter"
     lm.model.to(device)  # Lightning's teardown moved it back to the CPU
     lm.model.save_pretrained(adapter_dir)  # PEFT format (safetensors)
-    with autocast_for(hardware):
+    with autocast_for(hardware), merged_adapter(lm.model, bool(ecfg.get("merge_adapter", True))):
         rec, rows = evaluate_split(
             val_predictor, task, splits.test, name=f"{minfo['model']}-{cfg.adapter.kind}", split="test",
             predictor_info={"kind": "local", "method": "finetuned", **minfo, "adapter": str(adapter_dir), "k": 0},

@@ -51,21 +51,22 @@ SHARED_DATA = Path(
     reason="needs ../shared/data/banking77 (or SLMFORGE_SHARED_DATA)",
 )
 def test_banking77_recipe_beats_zero_shot_on_a_small_slice(tmp_path):
-    # The banking77 recipe at learning-curve size (lr 2e-3 as for the curve points; 4 examples per intent
-    # = 308 rows, 2 epochs): zero-shot with the same prompt (no label list) is near chance over 77
-    # intents; the fine-tuned model is far above it.
+    # The banking77 recipe at learning-curve size (lr 2e-3 as for the curve points; 8 examples per intent
+    # = 616 rows, 2 epochs). Zero-shot uses the same prompt (no label list) and the same certified trie:
+    # constrained to the 77 descriptive intent names, the base model already gets ~0.4 (measured 0.403 on
+    # 77 rows), so the bar is a clear gain over that, on 154 test rows to keep the noise down.
     run = tmp_path / "run"
     proc = run_cli(
         "slmforge-train", "experiment=banking77", f"paths.shared_data={SHARED_DATA}",
-        "data.per_label_train=4", "train.lr=2e-3", "train.epochs=2", "data.max_validation_examples=16", "data.max_test_examples=77",
-        "eval.zero_shot=true", "eval.latency_probe_n=2", "eval.validation_predictions=false",
-        f"hydra.run.dir={run}", cwd=tmp_path, timeout=2400,
+        "data.per_label_train=8", "train.lr=2e-3", "train.epochs=2", "data.max_validation_examples=16",
+        "data.max_test_examples=154", "eval.zero_shot=true", "eval.latency_probe_n=2",
+        "eval.validation_predictions=false", f"hydra.run.dir={run}", cwd=tmp_path, timeout=2400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     zero = read_results(run / "predictors/zero_shot")
     tuned = read_results(run / "predictors/finetuned")
-    assert tuned.n == zero.n == 77
-    assert tuned.metrics["accuracy"] >= 0.3, tuned.metrics
-    assert tuned.metrics["accuracy"] >= zero.metrics["accuracy"] + 0.2, (zero.metrics, tuned.metrics)
+    assert tuned.n == zero.n == 154
+    assert tuned.metrics["accuracy"] >= 0.5, tuned.metrics
+    assert tuned.metrics["accuracy"] >= zero.metrics["accuracy"] + 0.15, (zero.metrics, tuned.metrics)
     assert tuned.predictor["decoding"] == "label_trie_exact"
     assert 0.0 <= tuned.predictor["certified_share"] <= 1.0

@@ -45,6 +45,52 @@ def test_trie_structure_on_hand_made_ids() -> None:
     assert mask[2].nonzero().flatten().tolist() == [1, 4]
     with pytest.raises(ValueError, match="tokenise identically"):
         LabelTrie(["a", "b"], [[1, 0], [1, 0]])
+    # Where only one label lies below a node, the rest of it is forced (scored in one pass, not stepped).
+    assert trie.forced == {(4,): [0], (1, 2, 3): [0]}
+    assert trie.session(6).forced([1]) == []  # "ab" and "abc" are both still possible
+    assert trie.session(6).forced([4]) == [0]
+
+
+class _Stepwise:
+    """The label trie without its ``forced`` shortcut: every token decoded step by step."""
+
+    keeps_alternatives = True
+
+    def __init__(self, trie: LabelTrie) -> None:
+        self.trie = trie
+
+    def session(self, vocab_size, device="cpu"):
+        inner = self.trie.session(vocab_size, device)
+        return type("Session", (), {"mask": staticmethod(inner.mask)})()
+
+
+def test_forced_tails_in_one_pass_equal_stepping(setup) -> None:
+    lm, task = setup
+    labels = ["top up by bank transfer", "top up limits", "refund not showing up", "x"]
+    task = ClassificationTask(labels=labels, system_prompt="s", instruction="Pick one.")
+    predictor = LabelTriePredictor(lm.model, lm.tokenizer, task, batch_size=5, exact=False)
+    prompts = [predictor.prompt_ids(ex) for ex in EXAMPLES]
+    calls = []
+    forward = predictor._forward
+    predictor._forward = lambda *a, **k: calls.append(a[0].shape) or forward(*a, **k)
+    fast = predictor.generate_batch(prompts)
+    fast_calls, calls[:] = list(calls), []
+    predictor.constraint = _Stepwise(predictor.trie)
+    slow = predictor.generate_batch(prompts)
+    assert len({tuple(r.token_ids) for r in fast}) > 1  # the random model picks several labels
+    for a, b in zip(fast, slow, strict=True):
+        assert a.token_ids == b.token_ids
+        assert a.stop_reason == b.stop_reason == "eos"
+        assert a.logprobs == pytest.approx(b.logprobs, abs=1e-5)
+        assert a.model_logprobs == pytest.approx(b.model_logprobs, abs=1e-4)
+        assert [[t for t, _ in alt] for alt in a.alternatives] == [
+            [t for t, _ in alt] for alt in b.alternatives
+        ]
+        for x, y in zip(a.alternatives, b.alternatives, strict=True):
+            assert [lp for _, lp in x] == pytest.approx([lp for _, lp in y], abs=1e-4)
+    # The forced pass replaced the stepping: fewer forwards, the last one several tokens wide.
+    assert len(fast_calls) < len(calls)
+    assert fast_calls[-1][1] > 1
 
 
 @torch.no_grad()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,3 +91,33 @@ def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+@contextmanager
+def merged_adapter(model: torch.nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Fold a peft adapter into the base weights for the duration of the block, then take it out again.
+
+    Inference through an unmerged LoRA model runs two extra small matmuls, a dropout and a scale per
+    adapted layer (210 layers for SmolLM2 with all-linear LoRA): ~25% of a CPU evaluation (BENCHMARKS.md).
+    Merged, the model is a plain one. The trade-off: ``W + BA - BA`` is not bit-exact, so the base weights
+    drift by float round-off on the way out (~6e-8 in fp32; in bf16 ~1e-2 relative, so do not merge a
+    bf16 model that will train on). A model without an adapter (zero-shot, ``adapter.kind=none``) is left
+    as it is.
+    """
+    if not enabled or not hasattr(model, "merge_adapter") or not getattr(model, "peft_config", None):
+        yield
+        return
+    model.merge_adapter()
+    _bump_versions(model)
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
+        _bump_versions(model)
+
+
+def _bump_versions(model: torch.nn.Module) -> None:
+    # peft merges through ``weight.data``, which leaves the parameters' version counters alone; caches
+    # keyed on them (the shared-prompt-prefix cache) must see that the weights changed.
+    for p in model.parameters():
+        torch.autograd.graph.increment_version(p)

@@ -8,8 +8,9 @@ cache; greedy output is therefore the same token ids as decoding each example al
 
 Stopping: a row stops at EOS or after ``max_new_tokens``; for JSON tasks (``task.output_format ==
 "json"``) also right after the token that closes the first balanced top-level ``{...}``, and any text that
-token carried after the brace is cut. Finished rows are fed padding while the rest of the batch
-continues; nothing they would "generate" is kept. Examples are sorted by prompt length so batches pad
+token carried after the brace is cut. Finished rows leave the batch and its cache, so the rows still
+decoding pay only for themselves. A constraint whose session has ``forced(tokens)`` (the label trie) ends
+a row's stepping as soon as one continuation is left: that rest is scored in one pass. Examples are sorted by prompt length so batches pad
 little, and returned in input order.
 
 Confidence is the sequence probability ``exp(sum of token log-probs)`` over the kept tokens (including
@@ -36,6 +37,14 @@ from slmforge.prediction.prefix_cache import SharedPrefix
 from slmforge.tasks.base import Task
 
 DEFAULT_MAX_NEW_TOKENS = 256
+
+
+def _cache_rows(cache: Any, rows: list[int]) -> Any:
+    """A new key/value cache holding ``rows`` of ``cache`` (copies: the original is left as it is)."""
+    from transformers import DynamicCache
+
+    idx = torch.tensor(rows, device=cache.layers[0].keys.device)
+    return DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx]) for layer in cache.layers])
 
 
 class JsonEndScanner:
@@ -199,9 +208,15 @@ class GenerationPredictor:
     # ------------------------------------------------------------------ decoding
 
     def _forward(
-        self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        cache: Any,
+        at: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Any]:
-        """Next-token logits ``[B, V]`` (float32) at the last column, and the updated cache."""
+        """Next-token logits ``[B, V]`` (float32) at the last column, or ``[P, V]`` at the ``P`` columns the
+        bool ``[B, T]`` mask ``at`` selects (row-major order); and the updated cache."""
         kwargs: dict[str, Any] = {
             "input_ids": ids,
             "attention_mask": mask,
@@ -211,12 +226,13 @@ class GenerationPredictor:
         if cache is not None:
             kwargs[CACHE_KWARG] = cache
         parts = decoder_and_head(self.model)
-        if parts is not None:  # the LM head only at the last position, not over the whole prompt
+        if parts is not None:  # the LM head only where logits are needed, not over the whole prompt
             out = parts[0](**kwargs)
-            logits = parts[1](out.last_hidden_state[:, -1])
+            hidden = out.last_hidden_state
+            logits = parts[1](hidden[:, -1] if at is None else hidden[at])
         else:
             out = self.model(**kwargs)
-            logits = out.logits[:, -1]
+            logits = out.logits[:, -1] if at is None else out.logits[at]
         return logits.float(), returned_cache(out)
 
     @torch.no_grad()
@@ -238,19 +254,16 @@ class GenerationPredictor:
         lengths = mask.sum(-1)
 
         results = [Generated() for _ in range(n)]
-        active = [True] * n
         scanners = [JsonEndScanner() if self.json_stop else None for _ in range(n)]
-        session = None
+        live = list(range(n))  # the row each position of the running batch decodes
         logits, cache = self._forward(ids, mask, pos, self.prefix.cache(n) if shared else None)
-        if self.constraint is not None:
-            session = self.constraint.session(logits.shape[-1], device)
+        session = self.constraint.session(logits.shape[-1], device) if self.constraint is not None else None
         keep_alternatives = session is not None and getattr(self.constraint, "keeps_alternatives", False)
+        forced_tail = getattr(session, "forced", None)
         for step in range(max_new):
             logp = logits.log_softmax(-1)
             if session is not None:
-                allowed = session.mask(
-                    [r.token_ids if a else None for r, a in zip(results, active, strict=True)]
-                )
+                allowed = session.mask([results[r].token_ids for r in live])
                 used_logp = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)
             else:
                 used_logp = logp
@@ -258,32 +271,93 @@ class GenerationPredictor:
             chosen = choice.tolist()
             tok_lp = used_logp.gather(1, choice[:, None]).squeeze(1).tolist()
             model_lp = logp.gather(1, choice[:, None]).squeeze(1).tolist() if session is not None else tok_lp
-            for r in range(n):
-                if not active[r]:
-                    continue
-                tok, res = chosen[r], results[r]
+            going: list[int] = []  # batch positions that decode another step
+            for b, r in enumerate(live):
+                tok, res, scanner = chosen[b], results[r], scanners[r]
                 res.token_ids.append(tok)
-                res.logprobs.append(tok_lp[r])
+                res.logprobs.append(tok_lp[b])
                 if keep_alternatives:
-                    others = allowed[r].nonzero().flatten()
-                    path_lps = (logp[r, others] + sum(res.model_logprobs)).tolist()
+                    others = allowed[b].nonzero().flatten()
+                    path_lps = (logp[b, others] + sum(res.model_logprobs)).tolist()
                     res.alternatives.append(
                         [(t, lp) for t, lp in zip(others.tolist(), path_lps, strict=True) if t != tok]
                     )
-                res.model_logprobs.append(model_lp[r])
+                res.model_logprobs.append(model_lp[b])
                 if tok == self.eos_id:
-                    res.stop_reason, active[r] = "eos", False
-                elif scanners[r] is not None and scanners[r].feed(self.tokenizer.decode([tok])):
-                    res.stop_reason, active[r] = "json_end", False
-            if not any(active) or step == max_new - 1:
+                    res.stop_reason = "eos"
+                elif scanner is not None and scanner.feed(self.tokenizer.decode([tok])):
+                    res.stop_reason = "json_end"
+                else:
+                    going.append(b)
+            if going and forced_tail is not None:
+                # Once no row has anything left to decide, their forced rests go in one pass. (Rows decided
+                # earlier step on meanwhile: a forward costs mostly its fixed share, reading the weights.)
+                forced = [forced_tail(results[live[b]].token_ids) for b in going]
+                if all(forced):
+                    self._score_forced(
+                        [results[live[b]] for b in going],
+                        forced,
+                        cache if len(going) == len(live) else _cache_rows(cache, going),
+                        mask[going],
+                        (lengths[going] + step).tolist(),
+                    )
+                    break
+            if not going or step == max_new - 1:
                 break
-            # Finished rows get padding; their outputs are ignored (rows never attend to each other).
-            next_ids = torch.tensor(
-                [tok if a else self.pad_id for tok, a in zip(chosen, active, strict=True)], device=device
-            )
-            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=device)], dim=1)
-            logits, cache = self._forward(next_ids[:, None], mask, (lengths + step)[:, None], cache)
+            if len(going) < len(live):
+                # Finished rows leave the batch (and the cache): a row kept as padding costs compute.
+                keep = torch.tensor(going, device=device)
+                cache.batch_select_indices(keep)
+                mask, lengths, choice = mask[keep], lengths[keep], choice[keep]
+                live = [live[b] for b in going]
+            mask = torch.cat([mask, torch.ones((len(live), 1), dtype=mask.dtype, device=device)], dim=1)
+            logits, cache = self._forward(choice[:, None], mask, (lengths + step)[:, None], cache)
         return results
+
+    def _score_forced(
+        self,
+        results: list[Generated],
+        tails: list[list[int]],
+        cache: Any,
+        mask: torch.Tensor,
+        first_positions: list[int],
+    ) -> None:
+        """Append each row's forced tokens with their log-probabilities, from one forward pass.
+
+        A row gets here when its constraint allows exactly one continuation to the end (a label-trie
+        branch with a single label below it): decoding step by step would choose those tokens anyway,
+        one cached forward per token. Instead the row's last chosen token and the forced ones but the last
+        go in as one right-padded, masked block over the row's own cache (``first_positions``: where the
+        block starts), and the logits at each real column score the next forced token. The constrained
+        log-probability of a forced token is 0 (it is the only allowed one), its ``model_logprobs`` entry
+        the model's, and it has no alternatives: the same record as stepping.
+        """
+        device = mask.device
+        width = max(len(tail) for tail in tails)
+        ids = torch.full((len(tails), width), self.pad_id, dtype=torch.long)
+        block = torch.zeros((len(tails), width), dtype=mask.dtype)
+        for k, (res, tail) in enumerate(zip(results, tails, strict=True)):
+            ids[k, : len(tail)] = torch.tensor([res.token_ids[-1], *tail[:-1]])
+            block[k, : len(tail)] = 1
+        pos = torch.tensor(first_positions)[:, None] + torch.arange(width)
+        at = block.bool().to(device)
+        logits, _ = self._forward(
+            ids.to(device), torch.cat([mask, block.to(device)], 1), pos.to(device), cache, at
+        )
+        # ``at`` is row-major: each row's columns in turn. Only the forced tokens' log-probabilities are
+        # needed: their logit minus the log-normaliser.
+        targets = torch.tensor([tok for tail in tails for tok in tail], device=device)
+        picked = (logits.gather(1, targets[:, None]).squeeze(1) - logits.logsumexp(-1)).tolist()
+        keep_alternatives = getattr(self.constraint, "keeps_alternatives", False)
+        for res, tail in zip(results, tails, strict=True):
+            model_lps, picked = picked[: len(tail)], picked[len(tail) :]
+            for tok, model_lp in zip(tail, model_lps, strict=True):
+                res.token_ids.append(tok)
+                res.logprobs.append(0.0)
+                res.model_logprobs.append(model_lp)
+                if keep_alternatives:
+                    res.alternatives.append([])
+            res.stop_reason = "eos" if tail[-1] == self.eos_id else "max_new_tokens"
 
     def _text(self, res: Generated) -> str:
         ids = res.token_ids[:-1] if res.stop_reason == "eos" else res.token_ids

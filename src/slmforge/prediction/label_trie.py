@@ -2,9 +2,11 @@
 
 Each label is tokenised as in training (label tokens + EOS); the sequences form a prefix tree. Decoding
 runs the batched, KV-cached greedy loop of :class:`~slmforge.prediction.generation.GenerationPredictor`
-with only the current trie node's children allowed, so every output is exactly one label and a batch
-finishes after at most the longest label's token count (~5 steps for banking77). The prompt runs once
-(its shared prefix once per evaluation, see :mod:`slmforge.prediction.prefix_cache`).
+with only the current trie node's children allowed, so every output is exactly one label. Once a row
+reaches a node with a single label below it, the rest of that label is forced: instead of one cached
+forward per remaining token, those tokens are scored together in one pass after the loop (banking77's
+labels are 7.2 tokens long on average with EOS, but 2.9 steps decide them, at most 9). The prompt runs
+once (its shared prefix once per evaluation, see :mod:`slmforge.prediction.prefix_cache`).
 
 Compared with exact scoring (:mod:`slmforge.prediction.label_scoring`), which appends every label's
 tokens to every prompt (77 banking77 labels ≈ 300 extra tokens per example), the trie costs a few
@@ -66,6 +68,12 @@ class LabelTrie:
                 if path[depth] not in kids:
                     kids.append(path[depth])
         self.max_tokens = max(len(ids) for ids in token_ids)
+        # node -> the rest of the only label below it (nodes with one label and tokens still to come)
+        self.forced: dict[tuple[int, ...], list[int]] = {}
+        for node, below in self.under.items():
+            rest = list(token_ids[below[0]])[len(node) :]
+            if len(below) == 1 and rest:
+                self.forced[node] = rest
         self.n_nodes = sum(len(k) for k in self.children.values())
 
     def session(self, vocab_size: int, device: torch.device | str = "cpu") -> LabelTrie._Session:
@@ -77,6 +85,11 @@ class LabelTrie:
     class _Session:
         def __init__(self, trie: LabelTrie, vocab_size: int, device: torch.device | str) -> None:
             self.trie, self.vocab_size, self.device = trie, vocab_size, device
+
+        def forced(self, generated: Sequence[int]) -> list[int]:
+            """The tokens that must follow ``generated`` when only one label lies below its node (empty
+            when a choice remains): the generation loop scores them in one pass instead of one step each."""
+            return self.trie.forced.get(tuple(generated), [])
 
         def mask(self, generated: Sequence[Sequence[int] | None]) -> torch.Tensor:
             """``[rows, vocab]`` bool: the children of the node each row's tokens reached (None: all)."""
