@@ -4,8 +4,8 @@ greedy generation (and schema-constrained generation), same model and examples, 
     python scripts/bench_extract_speed.py --n 24 --adapter <invoices run>/adapter   # a fine-tuned model
     python scripts/bench_extract_speed.py --n 8                                      # base model, zero-shot
 
-Data and task come from ``experiment=invoices`` (the built-in invoice generator, its test split; extra
-Hydra overrides after ``--``, e.g. ``-- experiment=sroie paths.shared_data=../shared/data``). The
+Data and task come from ``experiment=invoices`` (the built-in invoice generator, its test split); Hydra
+overrides after ``--`` replace that default, e.g. ``-- experiment=sroie paths.shared_data=../shared/data``. The
 article's recipe generates up to 256 new tokens one example at a time through the PEFT model as trained,
 stopping at the tokenizer's end-of-turn token. slmforge variants run as ``slmforge-evaluate`` runs them:
 the runner's length-sorted batches, stop at the end of the JSON object, the adapter merged. Prints

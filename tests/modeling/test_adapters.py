@@ -73,7 +73,7 @@ def test_merged_adapter_same_outputs_weights_restored():
             )
         after = model(input_ids=ids).logits
     assert changed > 1e-3  # the adapter really is in the weights inside the block
-    assert not (unmerged - base_out).abs().max().item() < 1e-3  # ... and it changes the outputs
+    assert (unmerged - base_out).abs().max().item() >= 1e-3  # ... and it changes the outputs
     assert torch.allclose(merged, unmerged, atol=1e-5)
     assert not any(m.merged for m in lora_layers)
     assert torch.allclose(after, unmerged, atol=1e-6)

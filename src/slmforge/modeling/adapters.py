@@ -98,8 +98,9 @@ def merged_adapter(model: torch.nn.Module, enabled: bool = True) -> Iterator[Non
     """Fold a peft adapter into the base weights for the duration of the block, then take it out again.
 
     Inference through an unmerged LoRA model runs two extra small matmuls, a dropout and a scale per
-    adapted layer (210 layers for SmolLM2 with all-linear LoRA): ~25% of a CPU evaluation (BENCHMARKS.md).
-    Merged, the model is a plain one. The trade-off: ``W + BA - BA`` is not bit-exact, so the base weights
+    adapted layer (210 layers for SmolLM2 with all-linear LoRA); merged, the model is a plain one. On this
+    project's 2-core CPU that measured +27% in one profile and within noise in the benchmark run
+    (BENCHMARKS.md): the overhead is per call, so it matters most for small batches. The trade-off: ``W + BA - BA`` is not bit-exact, so the base weights
     drift by float round-off on the way out (~6e-8 in fp32; in bf16 ~1e-2 relative, so do not merge a
     bf16 model that will train on). A model without an adapter (zero-shot, ``adapter.kind=none``) is left
     as it is.

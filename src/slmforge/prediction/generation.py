@@ -9,9 +9,9 @@ cache; greedy output is therefore the same token ids as decoding each example al
 Stopping: a row stops at EOS or after ``max_new_tokens``; for JSON tasks (``task.output_format ==
 "json"``) also right after the token that closes the first balanced top-level ``{...}``, and any text that
 token carried after the brace is cut. Finished rows leave the batch and its cache, so the rows still
-decoding pay only for themselves. A constraint whose session has ``forced(tokens)`` (the label trie) ends
-a row's stepping as soon as one continuation is left: that rest is scored in one pass. Examples are sorted by prompt length so batches pad
-little, and returned in input order.
+decoding pay only for themselves. With a constraint whose session has ``forced(tokens)`` (the label trie),
+stepping ends once no live row has a choice left: the forced rests are scored in one pass. Examples are
+sorted by prompt length so batches pad little, and returned in input order.
 
 Confidence is the sequence probability ``exp(sum of token log-probs)`` over the kept tokens (including
 EOS when the model emitted it), under the distribution decoding actually used: with ``constrained=True``

@@ -3,9 +3,9 @@
 Each label is tokenised as in training (label tokens + EOS); the sequences form a prefix tree. Decoding
 runs the batched, KV-cached greedy loop of :class:`~slmforge.prediction.generation.GenerationPredictor`
 with only the current trie node's children allowed, so every output is exactly one label. Once a row
-reaches a node with a single label below it, the rest of that label is forced: instead of one cached
-forward per remaining token, those tokens are scored together in one pass after the loop (banking77's
-labels are 7.2 tokens long on average with EOS, but 2.9 steps decide them, at most 9). The prompt runs
+reaches a node with a single label below it, the rest of that label is forced: once no row in the batch
+has a choice left, the forced rests are scored together in one pass instead of one cached forward per
+token (banking77's labels are 7.2 tokens long on average with EOS, but 2.9 steps decide them, at most 9). The prompt runs
 once (its shared prefix once per evaluation, see :mod:`slmforge.prediction.prefix_cache`).
 
 Compared with exact scoring (:mod:`slmforge.prediction.label_scoring`), which appends every label's
@@ -71,9 +71,8 @@ class LabelTrie:
         # node -> the rest of the only label below it (nodes with one label and tokens still to come)
         self.forced: dict[tuple[int, ...], list[int]] = {}
         for node, below in self.under.items():
-            rest = list(token_ids[below[0]])[len(node) :]
-            if len(below) == 1 and rest:
-                self.forced[node] = rest
+            if len(below) == 1 and len(node) < len(token_ids[below[0]]):
+                self.forced[node] = list(token_ids[below[0]])[len(node) :]
         self.n_nodes = sum(len(k) for k in self.children.values())
 
     def session(self, vocab_size: int, device: torch.device | str = "cpu") -> LabelTrie._Session:
