@@ -20,7 +20,7 @@ def _task(n_labels: int) -> ClassificationTask:
     return ClassificationTask(labels=[f"label {i}" for i in range(n_labels)])
 
 
-def test_auto_scores_few_labels_and_certifies_the_trie_above_the_threshold(lm) -> None:
+def test_auto_scores_few_labels_and_searches_the_trie_above_the_threshold(lm) -> None:
     few = build_predictor(lm, _task(TRIE_ABOVE_LABELS), batch_size=4, label_decoding="auto")
     many = build_predictor(lm, _task(TRIE_ABOVE_LABELS + 1), batch_size=4, label_decoding="auto")
     assert type(few) is LabelScorer

@@ -113,9 +113,9 @@ def build_model(cfg: DictConfig) -> LoadedModel:
     return load_model(ModelSpec(**spec))
 
 
-# Above this many labels, ``label_decoding=auto`` decodes over the label trie (certified exact) instead of
-# scoring every label: scoring appends all labels' tokens to each prompt (cost grows with the label count),
-# the trie costs a few cached steps whatever the count. BENCHMARKS.md has the measurements behind it.
+# Above this many labels, ``label_decoding=auto`` searches the label trie (exact) instead of scoring every
+# label: scoring appends all labels' tokens to each prompt (cost grows with the label count), the search
+# runs only the branches that could win (a confident model: its answer's path). BENCHMARKS.md has the measurements behind it.
 TRIE_ABOVE_LABELS = 16
 LABEL_DECODINGS = ("auto", "scoring", "trie", "trie_greedy")
 
@@ -129,8 +129,8 @@ def build_predictor(
     label_decoding: str = "auto",
 ) -> Predictor:
     """Classification: exact label scoring or label-trie decoding (``label_decoding``: auto | scoring |
-    trie (greedy, certified equal to scoring's argmax, unsure rows re-scored) | trie_greedy (no
-    certificate); auto picks trie above ``TRIE_ABOVE_LABELS`` labels). Other tasks: batched
+    trie (best-first search: exactly scoring's argmax) | trie_greedy (greedy over the trie: can miss it);
+    auto picks trie above ``TRIE_ABOVE_LABELS`` labels). Other tasks: batched
     (optionally schema-constrained) generation."""
     if task.decoding == "scoring":
         if label_decoding not in LABEL_DECODINGS:

@@ -105,11 +105,6 @@ class Generated:
     logprobs: list[float] = field(default_factory=list)
     model_logprobs: list[float] = field(default_factory=list)
     stop_reason: str = "max_new_tokens"  # | "eos" | "json_end"
-    # Only for constraints with ``keeps_alternatives`` (small allowed sets, e.g. a label trie): per step,
-    # the allowed tokens greedy decoding did not take, each with the model's log-probability of the path
-    # so far plus that token. Every other allowed output leaves the greedy path through exactly one of
-    # them, so its probability is at most that entry's.
-    alternatives: list[list[tuple[int, float]]] = field(default_factory=list)
 
 
 class GenerationPredictor:
@@ -258,7 +253,6 @@ class GenerationPredictor:
         live = list(range(n))  # the row each position of the running batch decodes
         logits, cache = self._forward(ids, mask, pos, self.prefix.cache(n) if shared else None)
         session = self.constraint.session(logits.shape[-1], device) if self.constraint is not None else None
-        keep_alternatives = session is not None and getattr(self.constraint, "keeps_alternatives", False)
         forced_tail = getattr(session, "forced", None)
         for step in range(max_new):
             logp = logits.log_softmax(-1)
@@ -276,12 +270,6 @@ class GenerationPredictor:
                 tok, res, scanner = chosen[b], results[r], scanners[r]
                 res.token_ids.append(tok)
                 res.logprobs.append(tok_lp[b])
-                if keep_alternatives:
-                    others = allowed[b].nonzero().flatten()
-                    path_lps = (logp[b, others] + sum(res.model_logprobs)).tolist()
-                    res.alternatives.append(
-                        [(t, lp) for t, lp in zip(others.tolist(), path_lps, strict=True) if t != tok]
-                    )
                 res.model_logprobs.append(model_lp[b])
                 if tok == self.eos_id:
                     res.stop_reason = "eos"
@@ -330,7 +318,7 @@ class GenerationPredictor:
         go in as one right-padded, masked block over the row's own cache (``first_positions``: where the
         block starts), and the logits at each real column score the next forced token. The constrained
         log-probability of a forced token is 0 (it is the only allowed one), its ``model_logprobs`` entry
-        the model's, and it has no alternatives: the same record as stepping.
+        the model's: the same record as stepping.
         """
         device = mask.device
         width = max(len(tail) for tail in tails)
@@ -348,15 +336,12 @@ class GenerationPredictor:
         # needed: their logit minus the log-normaliser.
         targets = torch.tensor([tok for tail in tails for tok in tail], device=device)
         picked = (logits.gather(1, targets[:, None]).squeeze(1) - logits.logsumexp(-1)).tolist()
-        keep_alternatives = getattr(self.constraint, "keeps_alternatives", False)
         for res, tail in zip(results, tails, strict=True):
             model_lps, picked = picked[: len(tail)], picked[len(tail) :]
             for tok, model_lp in zip(tail, model_lps, strict=True):
                 res.token_ids.append(tok)
                 res.logprobs.append(0.0)
                 res.model_logprobs.append(model_lp)
-                if keep_alternatives:
-                    res.alternatives.append([])
             res.stop_reason = "eos" if tail[-1] == self.eos_id else "max_new_tokens"
 
     def _text(self, res: Generated) -> str:
