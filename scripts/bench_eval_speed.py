@@ -1,12 +1,15 @@
 """Classification evaluation speed: the article's per-example generate(256) + string match vs slmforge's
 batched label scoring (exact) and label-trie decoding, on the same model and examples, measured in one run.
 
-    python scripts/bench_eval_speed.py --n 16 --label-list              # base model zero-shot (label list)
-    python scripts/bench_eval_speed.py --n 32 --adapter <run>/adapter   # a fine-tuned model
+    python scripts/bench_eval_speed.py --n 16 --article-prompt          # base model zero-shot
+    python scripts/bench_eval_speed.py --n 48 --adapter <run>/adapter   # a fine-tuned model
 
 Prints examples/s and accuracy per variant and the ratio to the article's recipe. The article's recipe
 generates up to 256 new tokens per example, one example at a time, through the PEFT model as trained,
-then compares the stripped text with the gold label. slmforge variants run as ``slmforge-evaluate`` runs
+then compares the stripped text with the gold label. Its prompt is slmforge's (the one the fine-tuned
+model was trained on); ``--article-prompt`` gives it the article's own instruction format instead (the
+same user message between ``### Input:`` and ``### Output:``, no chat template): what the article's
+recipe sends a base model, which then runs on to 256 tokens. slmforge variants run as ``slmforge-evaluate`` runs
 them: the evaluation runner's length-sorted batches, the LoRA adapter merged into the weights
 (``eval.merge_adapter``; ``trie_unmerged`` shows what merging is worth), the prompt head every example
 shares (system turn, instruction, label list) encoded once. ``--variants`` picks a subset.
@@ -37,6 +40,7 @@ def main() -> None:
     p.add_argument("--adapter", type=Path, default=None)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--label-list", action="store_true", help="list all labels in the prompt")
+    p.add_argument("--article-prompt", action="store_true", help="the article's ### Input/### Output format")
     p.add_argument(
         "--variants",
         default="scoring,trie,trie_greedy",
@@ -66,7 +70,12 @@ def main() -> None:
     gen_tokens = 0
     with torch.no_grad():
         for ex in test:
-            ids = tok(render_prompt(tok, task.messages(ex)), return_tensors="pt", add_special_tokens=False)
+            if args.article_prompt:
+                user = next(m["content"] for m in task.messages(ex) if m["role"] == "user")
+                prompt = f"### Input:\n{user}\n\n### Output:\n"
+            else:
+                prompt = render_prompt(tok, task.messages(ex))
+            ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
             out = model.generate(
                 **ids, max_new_tokens=args.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,  # the end of an answer: a fine-tuned model stops there
@@ -103,10 +112,10 @@ def main() -> None:
             secs = time.perf_counter() - t0
         acc = sum(pr.pred == ex["label"] for pr, ex in zip(preds, test, strict=True)) / len(test)
         results[name] = {"ex_s": len(test) / secs, "acc": acc, "preds": [pr.pred for pr in preds]}
-        flags = [pr.details["certified"] for pr in preds if "certified" in pr.details]
-        certified = f"  certified {sum(flags)}/{len(flags)}" if flags else ""
+        nodes = [pr.details["searched_nodes"] for pr in preds if "searched_nodes" in pr.details]
+        searched = f"  {sum(nodes) / len(nodes):.1f} trie tokens/row" if nodes else ""
         print(f"slmforge {name:16s}: {len(test) / secs:7.3f} ex/s  accuracy {acc:.3f}  "
-              f"({len(test) / secs / article['ex_s']:.1f}x article){certified}", flush=True)  # fmt: skip
+              f"({len(test) / secs / article['ex_s']:.1f}x article){searched}", flush=True)  # fmt: skip
     for name in ("trie", "trie_greedy"):
         if "scoring" in results and name in results:
             pairs = zip(results["scoring"]["preds"], results[name]["preds"], strict=True)
