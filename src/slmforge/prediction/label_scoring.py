@@ -53,8 +53,9 @@ def score_labels_bruteforce(
     return torch.stack(scores)
 
 
-def _log_softmax_chunked(head: torch.nn.Module, hidden: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    # The vocabulary projection of a few hundred label positions is the memory peak; chunking bounds it.
+def log_softmax_chunked(head: torch.nn.Module, hidden: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """``[N, vocab]`` float32 log-probabilities of ``hidden`` ``[N, d]`` through the LM ``head``, ``chunk``
+    rows at a time: the vocabulary projection of a few hundred positions is the memory peak."""
     return torch.cat(
         [head(hidden[s : s + chunk]).float().log_softmax(-1) for s in range(0, len(hidden), chunk)]
     )
@@ -172,7 +173,7 @@ class LabelScorer:
         for i in range(n):
             if hidden is not None:
                 rows = hidden[i, width - 1 :]  # last prompt position + all label positions
-                logp = _log_softmax_chunked(head, rows)
+                logp = log_softmax_chunked(head, rows)
             else:
                 logp = logits_all[i, width - 1 :].float().log_softmax(-1)
             scores[i] = logp[0, first_tok]

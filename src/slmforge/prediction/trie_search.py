@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head, returned_cache
-from slmforge.prediction.label_scoring import _log_softmax_chunked
+from slmforge.prediction.label_scoring import log_softmax_chunked
 from slmforge.prediction.prefix_cache import SharedPrefix
 
 # Nodes whose bound is within this many nats of the best label are still expanded: float noise between
@@ -80,7 +80,8 @@ class TrieSearch:
     """Best-first exact label search over ``trie`` (a :class:`~slmforge.prediction.label_trie.LabelTrie`).
 
     prefix: the predictor's shared-prefix cache (the prompt head every example shares, encoded once).
-    nodes_per_step: open nodes expanded per row per forward (see the module docstring's trade-off).
+    nodes_per_step: the most open nodes a row expands per forward once it has a first complete label
+        (see the module docstring's step schedule).
     """
 
     def __init__(
@@ -112,7 +113,7 @@ class TrieSearch:
         parts = decoder_and_head(self.model)
         if parts is not None:  # the 49k-wide LM head only at the columns that are read
             out = parts[0](**kwargs)
-            logp = _log_softmax_chunked(parts[1], out.last_hidden_state[at])
+            logp = log_softmax_chunked(parts[1], out.last_hidden_state[at])
         else:
             out = self.model(**kwargs)
             logp = out.logits[at].float().log_softmax(-1)
