@@ -5,7 +5,11 @@ adapter (LoRA r=8 on q,k,v,o by default, the article-era setting; --all-linear f
 same precision. Prints one line per variant and its ratio to the article's recipe measured in this run.
 
     python scripts/bench_train_speed.py --steps 3            # ~5 minutes on 2 CPU cores
-    python scripts/bench_train_speed.py --model tiny --steps 2 --rows-per-step 8   # a smoke run
+    python scripts/bench_train_speed.py --model tiny --steps 2                # a smoke run
+    # GPU: random-weight Llama shapes sized like SmolLM2 (throughput does not depend on the weights),
+    # bf16, the packed baseline (c), and slmforge with GPU-sized packed micro-batches; prints MFU.
+    python scripts/bench_train_speed.py --model llama-1.7b-shape --precision bf16 --steps 5 \
+        --variants article,hf,hf_packed,slmforge --micro 128 --pack 8192
 
 Variants
   (a) article   HF Trainer, every row padded to 512, labels = input_ids (padding and prompt trained on),
@@ -18,6 +22,12 @@ Variants
   slmforge_nopack    the same, padded instead of packed (``train.pack_max_tokens=0``)
   slmforge_plain     padded and without the shared head (``train.shared_prefix=false pack_max_tokens=0``)
   slmforge_mb16      16 rows in one micro-batch instead of 8 x 2 (the same optimizer step and gradient)
+  hf_packed    the strongest plain Trainer setup measured on GPU (the issue's baseline (c)): rows laid end
+               to end into 2,048-token rows, 4 per micro-batch, accumulation 2, prompt-masked labels. Rows
+               attend to the rows before them in the same packed row (no per-example boundaries): an
+               upper bound for throughput, not a correct recipe.
+``--micro`` / ``--pack`` set slmforge's rows per micro-batch (2 micro-batches per step, 16 rows per step
+by default) and packed-sequence bound; on a GPU many more rows per step keep the card busy.
 Every variant trains on the same rows, tokenised the same way (SmolLM2's chat template with its default
 system line, prompt + label + EOS); useful tokens = those non-padding tokens. The first optimizer step of each variant is a warm-up and not timed.
 """
@@ -36,6 +46,7 @@ import torch
 from slmforge.modeling.adapters import AdapterSpec, apply_adapter
 from slmforge.modeling.batching import encode_example
 from slmforge.modeling.loading import _SMOLLM2_GGUF, ModelSpec, load_model
+from slmforge.modeling.throughput import mfu, peak_bf16_flops
 from slmforge.tasks.classification import ClassificationTask
 
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -47,10 +58,21 @@ def load_rows(path: Path, n: int, seed: int) -> list[dict]:
     return [{"id": str(i), **r} for i, r in enumerate(rows[:n])]
 
 
+# LlamaConfig sizes of SmolLM2-135M and SmolLM2-1.7B (vocabulary from the tokenizer, embeddings tied).
+SHAPES = {
+    "llama-135m-shape": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                         "num_attention_heads": 9, "num_key_value_heads": 3},
+    "llama-1.7b-shape": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
+                         "num_attention_heads": 32, "num_key_value_heads": 32},
+}  # fmt: skip
+
+
 def fresh_model(args: argparse.Namespace):
-    spec = (
-        ModelSpec(**_SMOLLM2_GGUF) if args.model == "smollm2-135m" else ModelSpec(name="tiny", source="tiny")
-    )
+    if args.model == "smollm2-135m":
+        spec = ModelSpec(**_SMOLLM2_GGUF)
+    else:
+        shape = {**SHAPES.get(args.model, {}), "max_position_embeddings": 8192}
+        spec = ModelSpec(name=args.model, source="tiny", tiny_config=shape)
     lm = load_model(spec)
     targets = "all-linear" if args.all_linear else ATTN
     lm.model = apply_adapter(
@@ -73,7 +95,7 @@ class StepTimer:
         self.times.append(time.perf_counter())
 
 
-def run_hf(args, examples, article: bool) -> dict:
+def run_hf(args, examples, article: bool, packed: bool = False) -> dict:
     from transformers import Trainer, TrainingArguments
 
     lm = fresh_model(args)
@@ -94,6 +116,17 @@ def run_hf(args, examples, article: bool) -> dict:
                 {"input_ids": row.input_ids, "attention_mask": [1] * len(row.input_ids), "labels": row.labels}
             )
             useful.append(len(row.input_ids))
+    per_device, accumulation = 8, 2
+    if packed:  # baseline (c): rows end to end in 2,048-token rows, 4 per micro-batch
+        stream_ids = [t for f in feats for t in f["input_ids"]]
+        stream_labels = [t for f in feats for t in f["labels"]]
+        feats = [
+            {"input_ids": stream_ids[i : i + 2048], "attention_mask": [1] * len(stream_ids[i : i + 2048]),
+             "labels": stream_labels[i : i + 2048]}
+            for i in range(0, len(stream_ids) - 2047, 2048)
+        ]  # fmt: skip
+        useful = [2048] * len(feats)
+        per_device = 4
 
     def collate(batch):
         width = max(len(b["input_ids"]) for b in batch)
@@ -107,8 +140,9 @@ def run_hf(args, examples, article: bool) -> dict:
 
     timer = StepTimer()
     targs = TrainingArguments(
-        output_dir=str(args.out / ("article" if article else "hf")), per_device_train_batch_size=8,
-        gradient_accumulation_steps=2, max_steps=args.steps + 1, learning_rate=2e-4, report_to=[],
+        output_dir=str(args.out / ("article" if article else "hf")), per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation, max_steps=args.steps + 1, learning_rate=2e-4, report_to=[],
+        bf16=args.precision == "bf16",
         use_cpu=not torch.cuda.is_available(), save_strategy="no", logging_strategy="no",
         dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=False,
     )  # fmt: skip
@@ -116,13 +150,19 @@ def run_hf(args, examples, article: bool) -> dict:
         model=lm.model, args=targs, train_dataset=feats, data_collator=collate, callbacks=[timer]
     )
     trainer.train()
-    per_step = 16
+    per_step = per_device * accumulation
+    if len(useful) < per_step * (args.steps + 1):
+        raise SystemExit(
+            f"{len(useful)} rows are too few for {args.steps + 1} steps of {per_step}: raise --rows"
+        )
     timed_rows = useful[per_step : per_step * (args.steps + 1)]
     elapsed = timer.times[-1] - timer.times[0]
     return {"useful_tokens": sum(timed_rows), "seconds": elapsed}
 
 
 def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8, pack: int = 1024) -> dict:
+    """``micro`` rows per micro-batch, 2 micro-batches per optimizer step (1 when ``micro`` is 16 on the
+    CPU default), the window packed up to ``pack`` tokens."""
     import lightning as L
 
     from slmforge.data.datamodule import SLMDataModule
@@ -132,8 +172,9 @@ def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8, pac
     task = ClassificationTask(label_list_in_prompt=False)
     task.setup(examples, {})
     dm = SLMDataModule(
-        task, lm.tokenizer, examples, examples[:1], micro_batch_size=micro, accumulate=16 // micro, seed=0
-    )
+        task, lm.tokenizer, examples, examples[:1], micro_batch_size=micro, accumulate=max(1, 16 // micro)
+        if micro <= 16 else 2, seed=0,
+    )  # fmt: skip
     steps_t: list[float] = []
     tokens: list[int] = []
 
@@ -147,6 +188,7 @@ def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8, pac
     module = Timed(lm.model, lr=2e-4, shared_prefix=shared_prefix, pack_max_tokens=pack)
     trainer = L.Trainer(
         accelerator="auto", devices=1, max_steps=args.steps + 1, logger=False, enable_checkpointing=False,
+        precision="bf16-mixed" if args.precision == "bf16" else "32-true",
         enable_progress_bar=False, limit_val_batches=0, enable_model_summary=False, default_root_dir=str(args.out),
     )  # fmt: skip
     trainer.fit(module, datamodule=dm)
@@ -156,7 +198,11 @@ def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8, pac
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("../shared/data/banking77/train.jsonl"))
-    p.add_argument("--model", default="smollm2-135m", choices=["smollm2-135m", "tiny"])
+    p.add_argument("--model", default="smollm2-135m", choices=["smollm2-135m", "tiny", *SHAPES])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: mixed, for GPUs")
+    p.add_argument("--micro", type=int, default=8, help="slmforge rows per micro-batch")
+    p.add_argument("--pack", type=int, default=1024, help="slmforge pack_max_tokens")
+    p.add_argument("--rows", type=int, default=None, help="rows to load (default: enough for every variant)")
     p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per variant (16 rows each)")
     p.add_argument(
         "--all-linear", action="store_true", help="LoRA on every linear layer (slmforge's default)"
@@ -165,8 +211,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("outputs/bench_train"))
     args = p.parse_args()
     torch.manual_seed(0)
-    examples = load_rows(args.data, 16 * (args.steps + 1), seed=0)
-    print(f"# {args.model}, LoRA r=8 on {'all linear layers' if args.all_linear else 'q,k,v,o'}, "
+    rows_per_step = max(16, 2 * args.micro, 280 if "hf_packed" in args.variants else 0)  # (c): ~270 rows/step
+    examples = load_rows(args.data, args.rows or rows_per_step * (args.steps + 1), seed=0)
+    n_params = sum(p.numel() for p in fresh_model(args).model.get_base_model().parameters())
+    print(f"# {args.model} ({n_params / 1e6:.0f}M parameters, {args.precision}), LoRA r=8 on {'all linear layers' if args.all_linear else 'q,k,v,o'}, "
           f"{args.steps} timed steps x 16 rows, torch threads={torch.get_num_threads()}")  # fmt: skip
     results = {}
     for name in args.variants.split(","):
@@ -175,6 +223,8 @@ def main() -> None:
             r = run_hf(args, examples, article=True)
         elif name == "hf":
             r = run_hf(args, examples, article=False)
+        elif name == "hf_packed":
+            r = run_hf(args, examples, article=False, packed=True)
         elif name == "slmforge_mb16":
             r = run_slmforge(args, examples, micro=16)
         elif name == "slmforge_nopack":
@@ -182,16 +232,25 @@ def main() -> None:
         elif name == "slmforge_plain":
             r = run_slmforge(args, examples, shared_prefix=False, pack=0)
         else:
-            r = run_slmforge(args, examples)
+            r = run_slmforge(args, examples, micro=args.micro, pack=args.pack)
         r["tok_s"] = r["useful_tokens"] / r["seconds"]
         r["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        gpu = ""
+        if torch.cuda.is_available():
+            peak = peak_bf16_flops(torch.cuda.get_device_name())
+            r["mfu"] = mfu(r["tok_s"], n_params, peak) if peak else None
+            gpu = f"  MFU {r['mfu']:.1%}" if peak else ""
+            gpu += f"  peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+            torch.cuda.reset_peak_memory_stats()
         results[name] = r
         base = results.get("article", r)["tok_s"]
         print(f"{name:9s} useful tokens/s {r['tok_s']:8.1f}  ({r['tok_s'] / base:5.1f}x article)  "
               f"{r['seconds']:.1f}s for {r['useful_tokens']} useful tokens  (wall {time.perf_counter() - t0:.0f}s, "
-              f"peak RSS so far {r['peak_rss_mb']:.0f} MB)", flush=True)  # fmt: skip
-    if "hf" in results and "slmforge" in results:
-        print(f"slmforge / hf = {results['slmforge']['tok_s'] / results['hf']['tok_s']:.2f}x")
+              f"peak RSS so far {r['peak_rss_mb']:.0f} MB){gpu}", flush=True)  # fmt: skip
+    for baseline in ("hf", "hf_packed"):
+        if baseline in results and "slmforge" in results:
+            ratio = results["slmforge"]["tok_s"] / results[baseline]["tok_s"]
+            print(f"slmforge / {baseline} = {ratio:.2f}x")
 
 
 if __name__ == "__main__":
