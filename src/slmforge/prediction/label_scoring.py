@@ -18,7 +18,12 @@ from typing import Any
 
 import torch
 
-from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head
+from slmforge.modeling.internals import (
+    CACHE_KWARG,
+    block_attention_mask,
+    decoder_and_head,
+    grouped_kv_attention,
+)
 from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches, prompt_token_ids
 from slmforge.prediction.prefix_cache import SharedPrefix
 from slmforge.tasks.base import Task
@@ -53,12 +58,20 @@ def score_labels_bruteforce(
     return torch.stack(scores)
 
 
-def log_softmax_chunked(head: torch.nn.Module, hidden: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """``[N, vocab]`` float32 log-probabilities of ``hidden`` ``[N, d]`` through the LM ``head``, ``chunk``
-    rows at a time: the vocabulary projection of a few hundred positions is the memory peak."""
-    return torch.cat(
-        [head(hidden[s : s + chunk]).float().log_softmax(-1) for s in range(0, len(hidden), chunk)]
-    )
+def head_logits(
+    head: torch.nn.Module, hidden: torch.Tensor, chunk: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The LM ``head``'s logits ``[N, vocab]`` (its dtype) at ``hidden`` ``[N, d]`` and their float32
+    log-normaliser ``[N]``: ``log p(t | row i) = logits[i, t].float() - lse[i]``.
+
+    Only the normaliser is computed over the whole vocabulary, ``chunk`` rows at a time (a few MB that
+    stay in cache): a full ``log_softmax`` writes a float32 ``[N, vocab]`` tensor that callers read a
+    handful of entries from, and cost as much as the bf16 head itself on an AMX CPU
+    (``BENCHMARKS.md``).
+    """
+    logits = head(hidden)
+    lse = torch.cat([logits[s : s + chunk].float().logsumexp(-1) for s in range(0, len(logits), chunk)])
+    return logits, lse
 
 
 class LabelScorer:
@@ -157,27 +170,28 @@ class LabelScorer:
         # Positions whose next-token distribution is needed: the prompt's last token (first label token,
         # shared by all labels) and every packed label input (its label's next token).
         parts = decoder_and_head(self.model)
-        if parts is not None:
-            kwargs = {CACHE_KWARG: self.prefix.cache(n)} if shared else {}
-            hidden = parts[0](
-                input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs
-            ).last_hidden_state
-            head = parts[1]
-        else:
-            hidden, head = None, None
-            logits_all = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+        with grouped_kv_attention(device):
+            if parts is not None:
+                kwargs = {CACHE_KWARG: self.prefix.cache(n)} if shared else {}
+                hidden = parts[0](
+                    input_ids=ids, attention_mask=mask, position_ids=pos, **kwargs
+                ).last_hidden_state
+                head = parts[1]
+            else:
+                hidden, head = None, None
+                logits_all = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
         first_tok = torch.tensor([lab[0] for lab in label_ids], device=device)
         next_tok = torch.tensor([t for lab in label_ids for t in lab[1:]], device=device)
         label_of = torch.tensor([j for j, inp in enumerate(label_inputs) for _ in inp], device=device)
         scores = torch.zeros((n, len(label_ids)), device=device)
         for i in range(n):
-            if hidden is not None:
-                rows = hidden[i, width - 1 :]  # last prompt position + all label positions
-                logp = log_softmax_chunked(head, rows)
+            if hidden is not None:  # last prompt position + all label positions
+                logits, lse = head_logits(head, hidden[i, width - 1 :])
             else:
-                logp = logits_all[i, width - 1 :].float().log_softmax(-1)
-            scores[i] = logp[0, first_tok]
-            tok_logp = logp[1:].gather(1, next_tok[:, None]).squeeze(1)
+                logits = logits_all[i, width - 1 :]
+                lse = logits.float().logsumexp(-1)
+            scores[i] = logits[0, first_tok].float() - lse[0]
+            tok_logp = logits[1:].gather(1, next_tok[:, None]).squeeze(1).float() - lse[1:]
             scores[i].index_add_(0, label_of, tok_logp)
         return scores
 

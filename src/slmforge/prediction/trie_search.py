@@ -37,8 +37,15 @@ from typing import Any
 
 import torch
 
-from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head, returned_cache
-from slmforge.prediction.label_scoring import log_softmax_chunked
+from slmforge.modeling.growing_cache import growing_cache
+from slmforge.modeling.internals import (
+    CACHE_KWARG,
+    block_attention_mask,
+    decoder_and_head,
+    grouped_kv_attention,
+    returned_cache,
+)
+from slmforge.prediction.label_scoring import head_logits
 from slmforge.prediction.prefix_cache import SharedPrefix
 
 # Nodes whose bound is within this many nats of the best label are still expanded: float noise between
@@ -101,8 +108,9 @@ class TrieSearch:
 
     def _forward(
         self, ids: torch.Tensor, allowed: torch.Tensor, pos: torch.Tensor, cache: Any, at: torch.Tensor
-    ):
-        """Log-probabilities ``[P, V]`` at the ``P`` query columns ``at`` selects (row-major), and the cache."""
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Logits ``[P, V]`` and their log-normalisers ``[P]`` at the ``P`` query columns ``at`` selects
+        (row-major), and the cache."""
         kwargs: dict[str, Any] = {
             "input_ids": ids,
             "attention_mask": block_attention_mask(allowed[:, None], self.model),
@@ -111,13 +119,21 @@ class TrieSearch:
             CACHE_KWARG: cache,
         }
         parts = decoder_and_head(self.model)
-        if parts is not None:  # the 49k-wide LM head only at the columns that are read
-            out = parts[0](**kwargs)
-            logp = log_softmax_chunked(parts[1], out.last_hidden_state[at])
-        else:
-            out = self.model(**kwargs)
-            logp = out.logits[at].float().log_softmax(-1)
-        return logp, returned_cache(out)
+        with grouped_kv_attention(ids.device):
+            if parts is not None:  # the 49k-wide LM head only at the columns that are read
+                out = parts[0](**kwargs)
+                logits, lse = head_logits(parts[1], out.last_hidden_state[at])
+            else:
+                out = self.model(**kwargs)
+                logits = out.logits[at]
+                lse = logits.float().logsumexp(-1)
+        return logits, lse, returned_cache(out)
+
+    @staticmethod
+    def _logprobs(logits: torch.Tensor, lse: torch.Tensor, rows: list[int], tokens: list[int]) -> list[float]:
+        """``log p(tokens[j] | query rows[j])`` for each pair, gathered in one indexing call."""
+        r = torch.tensor(rows, device=logits.device)
+        return (logits[r, torch.tensor(tokens, device=logits.device)].float() - lse[r]).tolist()
 
     def _push(self, row: _Row, path: tuple[int, ...], logprob: float) -> None:
         if path in self.index_of:
@@ -148,21 +164,19 @@ class TrieSearch:
             allowed[i, torch.arange(start), shared + torch.arange(start)] = True  # padding: itself only
         at = torch.zeros((n, width), dtype=torch.bool)
         at[:, -1] = True
-        if shared:
-            cache = self.prefix.cache(n)
-        else:
-            from transformers import DynamicCache
-
-            cache = DynamicCache()
-        logp, cache = self._forward(ids.to(device), allowed.to(device), pos.to(device), cache, at.to(device))
+        cache = growing_cache(self.prefix.cache(n) if shared else None)
+        logits, lse, cache = self._forward(
+            ids.to(device), allowed.to(device), pos.to(device), cache, at.to(device)
+        )
         rows = [
             _Row(len(p), torch.cat([torch.arange(shared), shared + torch.arange(width - len(t), width)]))
             for p, t in zip(prompts, tails, strict=True)
         ]
-        first = torch.tensor(self.trie.children[()], device=device)
-        for row, lp in zip(rows, logp[:, first].tolist(), strict=True):
-            for tok, tok_lp in zip(self.trie.children[()], lp, strict=True):
-                self._push(row, (tok,), tok_lp)
+        first = self.trie.children[()]
+        values = iter(self._logprobs(logits, lse, [r for r in range(n) for _ in first], first * n))
+        for row in rows:
+            for tok in first:
+                self._push(row, (tok,), next(values))
         columns = shared + width  # the cache's length
 
         live = list(range(n))
@@ -211,28 +225,38 @@ class TrieSearch:
                     at[b, q : q + k] = True
                     q += k
                 allowed[b, torch.arange(q, width), columns + torch.arange(q, width)] = True  # padding
-            logp, cache = self._forward(
+            logits, lse, cache = self._forward(
                 ids.to(device), allowed.to(device), pos.to(device), cache, at.to(device)
             )
-            logp = logp.cpu()
-            read = 0  # logp rows are the real query columns, row by row
+            # Every log-probability this step reads, gathered at once: a completed label's rest tokens, or
+            # an expanded node's children (logits rows are the real query columns, row by row).
+            read, query_rows, tokens = 0, [], []
+            for r in live:
+                for path, _, run, completes in blocks[r]:
+                    if completes:
+                        label = self.trie.paths[self.trie.under[path][0]]
+                        query_rows += range(read, read + len(run))
+                        tokens += label[len(path) :]
+                    else:
+                        kids = self.trie.children[path]
+                        query_rows += [read] * len(kids)
+                        tokens += kids
+                    read += len(run)
+            values = iter(self._logprobs(logits, lse, query_rows, tokens))
             for r in live:
                 row, q = rows[r], 0
-                for path, bound, tokens, completes in blocks[r]:
-                    k = len(tokens)
+                for path, bound, run, completes in blocks[r]:
+                    k = len(run)
                     row.expanded += k
                     if completes:  # the only label below: its whole rest ran in this block
                         label = self.trie.paths[self.trie.under[path][0]]
-                        targets = torch.tensor(label[len(path) :])
-                        score = bound + float(logp[read : read + k].gather(1, targets[:, None]).sum())
+                        score = bound + sum(next(values) for _ in range(len(label) - len(path)))
                         row.complete.append((score, self.index_of[label]))
                     else:
                         row.cols[path] = columns + q
-                        kids = self.trie.children[path]
-                        for tok, tok_lp in zip(kids, logp[read, kids].tolist(), strict=True):
-                            self._push(row, (*path, tok), bound + tok_lp)
+                        for tok in self.trie.children[path]:
+                            self._push(row, (*path, tok), bound + next(values))
                     q += k
-                    read += k
             columns += width
 
         results = []
