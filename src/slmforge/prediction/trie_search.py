@@ -16,7 +16,11 @@ Mechanics, batched over rows: the prompt tails run once over the shared prefix c
 runs, per row, a block of open nodes taken in bound order: the last token of each, attending to its
 row's prompt and to its own ancestors' columns in the growing key/value cache (a tree attention mask;
 positions continue from the row's prompt), so each node is computed exactly as if its path followed
-the prompt alone. Finished rows leave the batch.
+the prompt alone. Finished rows leave the batch. The cache grows in place
+(:mod:`slmforge.modeling.growing_cache`), attention takes the grouped key/value heads as they are on CPU
+(:func:`~slmforge.modeling.internals.grouped_kv_attention`), and of the 49k-wide vocabulary only the
+log-normaliser is computed (:func:`~slmforge.prediction.label_scoring.head_logits`): the three cost 35%
+of a bf16 search's time on an AMX CPU before (``BENCHMARKS.md``).
 
 Step schedule (chosen by measurement, ``BENCHMARKS.md``): until a row has a complete label it expands
 one node per step, and a node with a single label below it (``LabelTrie.forced``) runs that label's
