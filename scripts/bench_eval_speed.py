@@ -136,9 +136,8 @@ def main() -> None:
             and next(model.parameters()).dtype == torch.float32
         ):
             model.to(getattr(torch, args.dtype))
-            if (
-                article is not None
-            ):  # the article's recipe in the same precision too: the faster is the baseline
+            # The article's recipe in the same precision too: the faster of its two runs is the baseline.
+            if article is not None:
                 other = article_recipe()
                 article = other if other["ex_s"] > article["ex_s"] else article
         predictor = variants[name]()

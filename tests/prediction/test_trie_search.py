@@ -69,3 +69,22 @@ def test_batched_rows_search_as_if_alone(scored) -> None:
         assert alone.rest_logmass == pytest.approx(res.rest_logmass, abs=1e-4)
     with pytest.raises(ValueError, match="nodes_per_step"):
         TrieSearch(lm.model, trie, 0, SharedPrefix(lm.model), 0)
+
+
+def test_full_forward_path_gives_the_same_answers(scored, monkeypatch) -> None:
+    # Models whose logits are post-processed (soft-capping) have no separable LM head: the search and the
+    # scorer then run the whole model and normalise its logits themselves; the answers must not change.
+    import slmforge.prediction.label_scoring as label_scoring
+    import slmforge.prediction.trie_search as trie_search
+
+    lm, trie, prompts, scores = scored
+    monkeypatch.setattr(trie_search, "decoder_and_head", lambda model: None)
+    monkeypatch.setattr(label_scoring, "decoder_and_head", lambda model: None)
+    search = TrieSearch(lm.model, trie, lm.tokenizer.pad_token_id, SharedPrefix(lm.model, enabled=False), 4)
+    for res, row in zip(search.search(prompts), scores, strict=True):
+        assert res.label == int(row.argmax())
+        assert res.logprob == pytest.approx(float(row.max()), abs=1e-4)
+    task = ClassificationTask(labels=LABELS, system_prompt="s", instruction="Pick one.")
+    scorer = LabelScorer(lm.model, lm.tokenizer, task, batch_size=12, prefix_cache=False)
+    with torch.no_grad():
+        torch.testing.assert_close(scorer.score_batch(prompts), scores, rtol=0, atol=1e-4)

@@ -70,8 +70,12 @@ def head_logits(
     (``BENCHMARKS.md``).
     """
     logits = head(hidden)
-    lse = torch.cat([logits[s : s + chunk].float().logsumexp(-1) for s in range(0, len(logits), chunk)])
-    return logits, lse
+    return logits, log_normaliser(logits, chunk)
+
+
+def log_normaliser(logits: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+    """float32 ``logsumexp`` of ``logits`` ``[N, vocab]`` over the vocabulary, ``chunk`` rows at a time."""
+    return torch.cat([logits[s : s + chunk].float().logsumexp(-1) for s in range(0, len(logits), chunk)])
 
 
 class LabelScorer:
@@ -189,7 +193,7 @@ class LabelScorer:
                 logits, lse = head_logits(head, hidden[i, width - 1 :])
             else:
                 logits = logits_all[i, width - 1 :]
-                lse = logits.float().logsumexp(-1)
+                lse = log_normaliser(logits)
             scores[i] = logits[0, first_tok].float() - lse[0]
             tok_logp = logits[1:].gather(1, next_tok[:, None]).squeeze(1).float() - lse[1:]
             scores[i].index_add_(0, label_of, tok_logp)

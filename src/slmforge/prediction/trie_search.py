@@ -49,7 +49,7 @@ from slmforge.modeling.internals import (
     grouped_kv_attention,
     returned_cache,
 )
-from slmforge.prediction.label_scoring import head_logits
+from slmforge.prediction.label_scoring import head_logits, log_normaliser
 from slmforge.prediction.prefix_cache import SharedPrefix
 
 # Nodes whose bound is within this many nats of the best label are still expanded: float noise between
@@ -130,7 +130,7 @@ class TrieSearch:
             else:
                 out = self.model(**kwargs)
                 logits = out.logits[at]
-                lse = logits.float().logsumexp(-1)
+                lse = log_normaliser(logits)
         return logits, lse, returned_cache(out)
 
     @staticmethod
@@ -254,7 +254,7 @@ class TrieSearch:
                     row.expanded += k
                     if completes:  # the only label below: its whole rest ran in this block
                         label = self.trie.paths[self.trie.under[path][0]]
-                        score = bound + sum(next(values) for _ in range(len(label) - len(path)))
+                        score = bound + sum(next(values) for _ in range(k))  # one per rest token
                         row.complete.append((score, self.index_of[label]))
                     else:
                         row.cols[path] = columns + q
