@@ -34,7 +34,7 @@ from slmforge.evaluation.runner import predict_rows
 from slmforge.modeling.adapters import merged_adapter
 from slmforge.modeling.loading import _SMOLLM2_GGUF, ModelSpec, load_model
 from slmforge.prediction.label_scoring import LabelScorer
-from slmforge.tasks.base import render_prompt
+from slmforge.prompting import render_prompt
 from slmforge.tasks.classification import ClassificationTask
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+from slmforge.build import build_setup
 from slmforge.config import config_dir
 from slmforge.evaluation.runner import predict_rows, to_row
 from slmforge.modeling.adapters import merged_adapter
-from slmforge.pipeline import build_data, build_model, build_predictor, build_task
 from slmforge.prediction.base import Prediction
-from slmforge.tasks.base import render_prompt
+from slmforge.prediction.factory import build_predictor
+from slmforge.prompting import render_prompt
 
 
 def main() -> None:
@@ -41,10 +42,9 @@ def main() -> None:
     overrides = args.overrides or ["experiment=invoices"]
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=overrides)
-    splits = build_data(cfg)
-    task = build_task(cfg, splits)
-    lm = build_model(cfg)
-    task.set_length_bound(lm.tokenizer, splits.train)
+    setup = build_setup(cfg)
+    splits, task, lm = setup.splits, setup.task, setup.lm
+    assert lm is not None
     model, tok = lm.model, lm.tokenizer
     if args.adapter:
         from peft import PeftModel

@@ -44,10 +44,10 @@ from pathlib import Path
 import torch
 
 from slmforge.modeling.adapters import AdapterSpec, apply_adapter
-from slmforge.modeling.batching import encode_example
 from slmforge.modeling.loading import _SMOLLM2_GGUF, ModelSpec, load_model
-from slmforge.modeling.throughput import mfu, peak_bf16_flops
 from slmforge.tasks.classification import ClassificationTask
+from slmforge.training.batching import encode_example
+from slmforge.training.throughput import mfu, peak_bf16_flops
 
 ATTN = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
@@ -165,8 +165,8 @@ def run_slmforge(args, examples, shared_prefix: bool = True, micro: int = 8, pac
     CPU default), the window packed up to ``pack`` tokens."""
     import lightning as L
 
-    from slmforge.data.datamodule import SLMDataModule
-    from slmforge.modeling.module import CausalLMModule
+    from slmforge.training.datamodule import SLMDataModule
+    from slmforge.training.module import CausalLMModule
 
     lm = fresh_model(args)
     task = ClassificationTask(label_list_in_prompt=False)

@@ -16,7 +16,9 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     exe = BIN / script
     cmd = (
-        [str(exe)] if exe.exists() else [sys.executable, "-m", f"slmforge.{script.removeprefix('slmforge-')}"]
+        [str(exe)]
+        if exe.exists()
+        else [sys.executable, "-m", f"slmforge.cli.{script.removeprefix('slmforge-')}"]
     )
     full_env = {**os.environ, "HYDRA_FULL_ERROR": "0", **(env or {})}
     return subprocess.run(

@@ -1,17 +1,23 @@
 """The results record and predictions file: the contract between evaluation and everything after it.
 
-Evaluation writes, per run directory:
-- ``results.json``     one :class:`ResultsRecord` (metrics, latency, tokens, cost, provenance);
-- ``predictions.jsonl`` one :class:`PredictionRow` per evaluated example.
+Evaluation writes, per predictor directory:
+- ``results.json``                 one :class:`ResultsRecord` (metrics, latency, tokens, provenance);
+- ``predictions.jsonl``            one :class:`PredictionRow` per evaluated example;
+- ``predictions_validation.jsonl`` the same on the validation split (routing calibrates there);
+- ``confusion_matrix.json``        classification's label x label matrix (kept out of the record so that
+                                   ``cat results.json`` stays readable with 77 labels).
 
-Reporting and routing read only these files (never model internals), so a number means the same thing
-whichever predictor produced it.
+Reporting, routing and the notebook read only these files (never model internals), so a number means the
+same thing whichever predictor produced it. Every file name of the contract is defined here and nowhere
+else. Schema history: 1 (no primary metric, provenance or request accounting), 2 (this module); version-1
+records still load, their primary metric inferred from the task.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,13 +25,25 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from slmforge.errors import RecordError
+
+SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
+VALIDATION_PREDICTIONS_FILE = "predictions_validation.jsonl"
+CONFUSION_MATRIX_FILE = "confusion_matrix.json"
+# A training run's folder: its summary, saved config (Hydra's), adapter and checkpoints.
+RUN_SUMMARY_FILE = "metrics.json"
+SAVED_CONFIG = ".hydra/config.yaml"
+RESOLVED_CONFIG_FILE = "config_resolved.yaml"
+ADAPTER_DIR = "adapter"
+CHECKPOINTS_DIR = "checkpoints"
+PREDICTORS_DIR = "predictors"
+ROUTING_POLICY_FILE = "routing_policy.json"
+ROUTING_FILE = "routing.json"
 
-
-class RecordError(ValueError):
-    """A results record or predictions file that cannot be read; the message names the file and field."""
+# The primary metric of records written before schema 2 (which did not say), by task.
+_LEGACY_PRIMARY = {"classification": "accuracy", "extraction": "field_micro_f1", "generation": "rougeL"}
 
 
 @dataclass
@@ -68,11 +86,18 @@ class PredictionRow:
 class ResultsRecord:
     """Everything a report needs about one predictor evaluated on one split.
 
+    ``primary_metric`` / ``higher_is_better``: the metric that ranks this record and its direction (the
+    task's, so no reader restates it).
     ``predictor`` describes what produced the predictions:
-      ``{"kind": "local"|"api", "method": "zero_shot"|"k_shot"|"finetuned"|..., "model": name,
-         "adapter": path-or-None, "k": int-or-None, "params_m": float-or-None}``.
+      ``{"kind": "local"|"api", "method": "zero_shot"|"k_shot"|"finetuned"|"api"|..., "model": name,
+         "model_id": hub id or file, "weights_sha256": hash of the evaluated base weights,
+         "adapter": {"kind", "r", "alpha", "dropout", "target_modules", "path"} or None,
+         "k": int, "selection": shot selection when k > 0, "params_m": float-or-None}``.
+    ``data``: name, fingerprint (of all three splits), origin and split sizes.
+    ``seed``, ``overrides`` (the command-line overrides of the job: what tells sweep jobs apart),
+    ``versions`` (slmforge and the libraries that decide a number), ``git_sha`` (of slmforge's source).
     ``latency_ms`` holds mean/p50/p95/p99 of per-request latency; ``throughput`` examples/s.
-    ``cost`` holds ``per_1k_requests_usd`` and ``monthly_usd`` (see :mod:`slmforge.economics`).
+    ``requests`` (API predictors): attempted, failed, cached, budget, and ``coverage`` = predicted / n.
     ``training`` holds training time/tokens when the predictor was fine-tuned in this run.
     """
 
@@ -87,13 +112,33 @@ class ResultsRecord:
     latency_ms: dict[str, float]
     throughput: dict[str, float]
     tokens: dict[str, float]
-    cost: dict[str, Any] = field(default_factory=dict)
+    primary_metric: str = "accuracy"
+    higher_is_better: bool = True
+    seed: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    requests: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
     config_path: str | None = None
     git_sha: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
     created_at: str | None = None
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def primary_value(self) -> float | None:
+        v = self.metrics.get(self.primary_metric)
+        return float(v) if isinstance(v, int | float) else None
+
+    @property
+    def swept(self) -> dict[str, str]:
+        """``key=value`` overrides as a dict (``+``/``++`` prefixes dropped): the sweep's columns."""
+        out = {}
+        for o in self.overrides:
+            if "=" in o and not o.startswith("~"):
+                k, v = o.split("=", 1)
+                out[k.lstrip("+")] = v
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,8 +149,16 @@ class ResultsRecord:
         missing = [k for k in required if k not in d]
         if missing:
             raise RecordError(f"{where}: missing field(s) {missing} in results record")
+        version = int(d.get("schema_version", 1))
+        if version > SCHEMA_VERSION:
+            raise RecordError(
+                f"{where}: results record schema {version} is newer than this slmforge reads "
+                f"({SCHEMA_VERSION}); upgrade slmforge"
+            )
         known = set(cls.__dataclass_fields__)
-        defaults = {"latency_ms": {}, "throughput": {}, "tokens": {}}
+        defaults: dict[str, Any] = {"latency_ms": {}, "throughput": {}, "tokens": {}}
+        if "primary_metric" not in d:
+            defaults["primary_metric"] = _LEGACY_PRIMARY.get(str(d["task"]), "accuracy")
         return cls(**{**defaults, **{k: v for k, v in d.items() if k in known}})
 
 
@@ -119,12 +172,37 @@ def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float]:
 
 
 def write_results(run_dir: str | Path, record: ResultsRecord, filename: str = RESULTS_FILE) -> Path:
+    """Write ``results.json`` atomically (a crash never leaves half a file). A confusion matrix goes to
+    ``confusion_matrix.json`` beside it (with its labels) and lists of numbers stay on one line, so the
+    record reads on a screen."""
     path = Path(run_dir) / filename
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record.to_dict(), indent=2, default=_json_default))
-    tmp.replace(path)  # atomic: a crash never leaves half a results file
+    d = record.to_dict()
+    matrix = d["metrics"].pop("confusion_matrix", None)
+    if matrix is not None:
+        labels = list((d["metrics"].get("per_class_f1") or {}).keys())
+        side = {"labels": labels, "rows": "true label", "columns": "predicted label", "matrix": matrix}
+        _atomic_write(path.parent / CONFUSION_MATRIX_FILE, _compact_json(side))
+        d["metrics"]["confusion_matrix_file"] = CONFUSION_MATRIX_FILE
+    _atomic_write(path, _compact_json(d))
     return path
+
+
+def _compact_json(obj: Any) -> str:
+    """Indented JSON with every list of plain numbers on one line."""
+    text = json.dumps(obj, indent=2, default=_json_default)
+    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text)
+
+
+_NUMBER_LIST = re.compile(
+    r"\[\s*((?:-?[\d.eE+-]+|NaN|Infinity|null)(?:,\s*(?:-?[\d.eE+-]+|NaN|Infinity|null))*)\s*\]"
+)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def read_results(path: str | Path) -> ResultsRecord:

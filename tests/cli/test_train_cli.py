@@ -92,9 +92,15 @@ def test_resume_from_checkpoint_continues_step_count(tiny_run, tmp_path):
 
 
 def test_rerun_reproduces_test_metrics(tiny_run, tmp_path):
-    proc = run_cli("slmforge-rerun", str(tiny_run), cwd=tmp_path)
+    proc = run_cli(
+        "slmforge-rerun", str(tiny_run), cwd=tmp_path, env={"SLMFORGE_OUTPUTS": str(tmp_path / "out")}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    reruns = sorted((tiny_run / "reruns").iterdir())
+    # The rerun has a folder of its own, never inside the original (a report over it would count both).
+    assert not (tiny_run / "reruns").exists()
+    reruns = sorted((tmp_path / "out" / "rerun" / "runs").iterdir())
+    assert len(reruns) == 1 and reruns[0].name.endswith(tiny_run.name)
+    assert f"outputs: {reruns[0]}" in proc.stdout
     new = read_results(reruns[-1] / "predictors/finetuned")
     old = read_results(tiny_run / "predictors/finetuned")
     for key in ("accuracy", "macro_f1", "nll"):

@@ -14,7 +14,7 @@ from slmforge.metrics.extraction import (
     field_counts,
     score_example,
 )
-from slmforge.tasks.schema import FieldSpec, Normalization, Schema, parse_output
+from slmforge.schema import FieldSpec, Normalization, Schema, parse_output
 
 SCHEMA = Schema.from_config(
     {

@@ -13,8 +13,8 @@ import pytest
 from slmforge.modeling.loading import LoadedModel, ModelSpec, load_model
 from slmforge.prediction.api import APIConfigError, APIPredictor, BudgetExceeded, is_loopback
 from slmforge.prediction.response_cache import ResponseCache, cache_key
+from slmforge.prompting import render_prompt
 from slmforge.serving import ServerHandle, start_server
-from slmforge.tasks.base import render_prompt
 from slmforge.tasks.classification import ClassificationTask
 
 LABELS = ["billing", "technical", "account"]

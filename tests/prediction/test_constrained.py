@@ -21,8 +21,8 @@ from slmforge.prediction.constrained import (
     max_output_chars,
 )
 from slmforge.prediction.generation import GenerationPredictor, json_object_end
+from slmforge.schema import Schema, parse_output
 from slmforge.tasks.extraction import ExtractionTask
-from slmforge.tasks.schema import Schema, parse_output
 
 # Every field type, required and optional (optional ones are anyOf [..., null] in the JSON Schema).
 ALL_TYPES = {

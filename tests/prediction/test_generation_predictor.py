@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from slmforge.data.generators import invoices
-from slmforge.modeling.batching import encode_example, pad_rows
 from slmforge.modeling.loading import LoadedModel, ModelSpec, load_model
 from slmforge.prediction.generation import GenerationPredictor, JsonEndScanner, json_object_end
 from slmforge.records import PredictionRow
 from slmforge.tasks.extraction import ExtractionTask
 from slmforge.tasks.generation import GenerationTask
+from slmforge.training.batching import encode_example, pad_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -68,7 +68,6 @@ def _run(
     if validation:
         val = _rows(kind, 300, seed=11 if kind == "cheap" else 12, label_probs=label_probs)
         write_predictions(d / VALIDATION_PREDICTIONS_FILE, val)
-    cost = {} if per_1k is None else {"per_1k_requests_usd": per_1k}
     rec = ResultsRecord(
         run_id=name,
         name=name,
@@ -81,7 +80,6 @@ def _run(
         latency_ms={},
         throughput={},
         tokens={},
-        cost=cost,
     )
     write_results(d, rec)
     return d
@@ -90,7 +88,7 @@ def _run(
 def test_without_validation_files(tmp_path: Path) -> None:
     cheap = _run(tmp_path, "slm", "cheap", per_1k=0.05)
     exp = _run(tmp_path, "llm", "exp", per_1k=2.0)
-    res = evaluate_routing(cheap, exp, target=0.85)
+    res = evaluate_routing(cheap, exp, 0.05 / 1000, 2.0 / 1000, target=0.85)
     assert res.cost_cheap_per_request == pytest.approx(0.05 / 1000)
     assert res.cost_exp_per_request == pytest.approx(2.0 / 1000)
     assert res.metric_name == "accuracy" and res.n == 300 and res.split == "test"
@@ -123,7 +121,7 @@ def test_uncalibrated_equals_plain_sweep(tmp_path: Path) -> None:
 def test_with_validation_files(tmp_path: Path) -> None:
     cheap = _run(tmp_path, "slm", "cheap", per_1k=0.05, validation=True)
     exp = _run(tmp_path, "llm", "exp", per_1k=2.0, validation=True)
-    res = evaluate_routing(cheap, exp, target=0.85, tiers=[{"max_chars": 40}])
+    res = evaluate_routing(cheap, exp, 0.05 / 1000, 2.0 / 1000, target=0.85, tiers=[{"max_chars": 40}])
     assert res.calibration_fit_on == "validation" and res.selected_on == "validation"
     assert res.selection_points is not None
     assert res.chosen.threshold in {p.threshold for p in res.selection_points}
@@ -136,7 +134,7 @@ def test_with_validation_files(tmp_path: Path) -> None:
 def test_errors(tmp_path: Path) -> None:
     cheap = _run(tmp_path, "slm", "cheap")
     exp = _run(tmp_path, "llm", "exp")
-    with pytest.raises(RoutingError, match=r"no cost\.per_1k_requests_usd; pass cost_cheap"):
+    with pytest.raises(RoutingError, match=r"no cost per request for 'slm'; pass cost_cheap"):
         evaluate_routing(cheap, exp)
     with pytest.raises(RoutingError, match="select_on='validation' needs"):
         evaluate_routing(cheap, exp, 0.0, 0.0, select_on="validation")

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from slmforge.modeling.loading import LoadedModel, ModelSpec, load_model
+from slmforge.prompting import render_prompt
 from slmforge.serving import start_server
-from slmforge.tasks.base import render_prompt
 
 MESSAGES = [
     {"role": "system", "content": "You sort support tickets."},
@@ -193,8 +193,8 @@ def test_unknown_fault_option_is_refused(tiny: LoadedModel) -> None:
 def test_serve_entry_point_config_builds_a_server() -> None:
     from hydra import compose, initialize_config_dir
 
+    from slmforge.cli.serve import build_server
     from slmforge.config import config_dir
-    from slmforge.serve import build_server
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("serve", overrides=["model=tiny", "port=0", "faults.fail_first_n=1"])

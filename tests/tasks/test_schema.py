@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from slmforge.tasks.schema import (
+from slmforge.schema import (
     FieldSpec,
     Normalization,
     ParsedOutput,

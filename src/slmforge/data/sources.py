@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slmforge.errors import DataError
+
 SPLITS = ("train", "validation", "test")
 _FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file/field at fault and how to fix it."""
 
 
 @dataclass

@@ -16,15 +16,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from slmforge.errors import PricingError
+
 DEFAULT_PRICING_FILE = "conf/pricing/default.yaml"
 DEFAULT_MONTHLY_REQUESTS = 10_000_000
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _SNAPSHOT_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
-
-
-class PricingError(ValueError):
-    """A price that is missing or malformed; the message names the model/machine and the file to edit."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ so their per-row latencies are used directly.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,6 +22,8 @@ from tqdm.auto import tqdm
 
 from slmforge.prediction.base import Prediction, Predictor
 from slmforge.records import (
+    PREDICTIONS_FILE,
+    VALIDATION_PREDICTIONS_FILE,
     PredictionRow,
     ResultsRecord,
     latency_summary,
@@ -30,8 +31,6 @@ from slmforge.records import (
     write_results,
 )
 from slmforge.tasks.base import Task
-
-VALIDATION_PREDICTIONS = "predictions_validation.jsonl"
 
 
 def predict_rows(
@@ -63,9 +62,8 @@ def predict_rows(
 def to_row(task: Task, example: dict[str, Any], p: Prediction) -> PredictionRow:
     gold = task.gold(example)
     details = dict(p.details or {})
-    row_details = getattr(task, "row_details", None)
-    if row_details is not None and p.raw_output is not None:
-        details.update(row_details(p.raw_output, gold))
+    if p.raw_output is not None:
+        details.update(task.row_details(p.raw_output, gold))
     return PredictionRow(
         id=str(example["id"]),
         text=example["text"],
@@ -102,15 +100,6 @@ def _search_tokens(rows: Sequence[PredictionRow]) -> dict[str, float]:
     return {"searched_nodes_mean": sum(counts) / len(counts)} if counts else {}
 
 
-def git_sha() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def evaluate_split(
     predictor: Predictor,
     task: Task,
@@ -125,18 +114,22 @@ def evaluate_split(
     validation_examples: Sequence[dict[str, Any]] | None = None,
     training: dict[str, Any] | None = None,
     tags: dict[str, Any] | None = None,
-    config_path: str | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> tuple[ResultsRecord, list[PredictionRow]]:
     """Evaluate and (with ``out_dir``) write ``results.json`` + ``predictions.jsonl`` there.
 
     ``validation_examples``: also predict these and write ``predictions_validation.jsonl`` (routing fits
-    its calibration temperature and threshold on them, never on the test split).
+    its calibration temperature and threshold on them, never on the test split). ``run_info``: seed,
+    overrides and config path of the job (:func:`slmforge.build.run_info`).
     """
+    from slmforge.build import library_versions, package_git_sha
+
+    run_info = run_info or {}
     t0 = time.perf_counter()
     rows = predict_rows(predictor, task, examples, progress=f"{name}/{split}")
     wall = time.perf_counter() - t0
     metrics = task.compute_metrics(rows)
-    measures_requests = getattr(predictor, "measures_request_latency", False)
+    measures_requests = bool(predictor.describe().get("measures_request_latency", False))
     if measures_requests:
         latencies = [r.latency_ms for r in rows if not (r.details or {}).get("cache_hit")]
     else:
@@ -163,20 +156,26 @@ def evaluate_split(
             "prompt_total": sum(r.prompt_tokens for r in rows),
             "completion_total": sum(r.completion_tokens for r in rows),
         },
+        primary_metric=task.primary_metric,
+        higher_is_better=bool(task.higher_is_better),
+        seed=run_info.get("seed"),
+        overrides=list(run_info.get("overrides") or []),
         training=training or {},
         tags=tags or {},
-        config_path=config_path,
-        git_sha=git_sha(),
+        config_path=run_info.get("config_path"),
+        git_sha=package_git_sha(),
+        versions=library_versions(),
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     )
     if out_dir is not None:
         out_dir = Path(out_dir)
-        write_predictions(out_dir / "predictions.jsonl", rows)
+        write_predictions(out_dir / PREDICTIONS_FILE, rows)
+        write_results(out_dir, record)  # the record asked for is on disk before any further pass
         if validation_examples:
             val_rows = predict_rows(predictor, task, validation_examples, progress=f"{name}/validation")
-            write_predictions(out_dir / VALIDATION_PREDICTIONS, val_rows)
+            write_predictions(out_dir / VALIDATION_PREDICTIONS_FILE, val_rows)
             record.metrics = {**metrics, "validation": _scalars(task.compute_metrics(val_rows))}
-        write_results(out_dir, record)
+            write_results(out_dir, record)
     return record, rows
 
 

@@ -1,7 +1,7 @@
 """Extraction metrics: JSON validity, schema adherence, per-field P/R/F1 and exact match.
 
 Scoring one field of one example (``pred`` from the model's object, ``gold`` from the dataset, both
-passed through :func:`~slmforge.tasks.schema.normalize_value`; "empty" means absent, null or blank):
+passed through :func:`~slmforge.schema.spec.normalize_value`; "empty" means absent, null or blank):
 
 =============================================  ==========================================
 case                                           counts
@@ -41,7 +41,7 @@ import torch
 import torchmetrics
 from torch import Tensor
 
-from slmforge.tasks.schema import (
+from slmforge.schema import (
     FieldSpec,
     Normalization,
     ParsedOutput,
@@ -68,7 +68,7 @@ def _as_parsed(outputs: Sequence[ParsedOutput | str], schema: Schema | None) -> 
             parsed.append(parse_output(o, schema))
         else:
             raise TypeError(
-                f"expected ParsedOutput (see slmforge.tasks.schema.parse_output), got {type(o).__name__}"
+                f"expected ParsedOutput (see slmforge.schema.spec.parse_output), got {type(o).__name__}"
             )
     return parsed
 

@@ -22,15 +22,13 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
+from slmforge.errors import ModelLoadError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path(os.environ.get("SLMFORGE_CACHE", Path.home() / ".cache" / "slmforge"))
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-class ModelLoadError(RuntimeError):
-    """A model that cannot be loaded; the message says which and how to fix it."""
 
 
 @dataclass

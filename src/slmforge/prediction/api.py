@@ -47,6 +47,7 @@ from urllib.parse import urlparse
 
 import openai
 
+from slmforge.errors import APIConfigError
 from slmforge.prediction.base import Prediction
 from slmforge.prediction.response_cache import ResponseCache, cache_key
 from slmforge.prediction.shots import shots_for
@@ -57,10 +58,6 @@ log = logging.getLogger(__name__)
 # Longest wait honoured from a Retry-After header or computed by backoff: a misbehaving server asking for an
 # hour must not silently stall an evaluation (the request fails and is recorded instead).
 MAX_BACKOFF_S = 60.0
-
-
-class APIConfigError(ValueError):
-    """An API predictor that cannot work as configured (e.g. a missing API key); the message says the fix."""
 
 
 class BudgetExceeded(RuntimeError):
@@ -282,6 +279,8 @@ class APIPredictor:
             "params_m": None,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
+            # Each request is timed on its own: these latencies are the per-request percentiles.
+            "measures_request_latency": True,
         }
 
     def close(self) -> None:

@@ -54,14 +54,3 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[t
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size], time.perf_counter()
-
-
-def prompt_token_ids(
-    tokenizer: Any, task: Any, example: dict[str, Any], shots: Any, max_tokens: int
-) -> list[int]:
-    """The rendered prompt's token ids, tokenised and (over ``max_tokens``) cut as in training."""
-    from slmforge.prediction.shots import shots_for
-    from slmforge.tasks.base import fit_prompt, render_prompt
-
-    prompt = render_prompt(tokenizer, task.messages(example, shots_for(shots, example)))
-    return fit_prompt(tokenizer(prompt, add_special_tokens=False)["input_ids"], max_tokens)

@@ -46,7 +46,7 @@ from lmformatenforcer.characterlevelparser import CharacterLevelParserConfig
 from lmformatenforcer.tokenenforcer import TokenEnforcer, TokenEnforcerTokenizerData
 from transformers import LogitsProcessor
 
-from slmforge.tasks.schema import Schema
+from slmforge.schema import Schema
 
 # A real calendar date in the years 1000-2999: month 01-12, day valid for the month, 29 February only in
 # leap years (divisible by 4, centuries only when divisible by 400). parse_output rejects impossible dates, so the

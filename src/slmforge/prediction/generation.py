@@ -1,7 +1,7 @@
 """Batched greedy generation for extraction and generation tasks (optionally schema-constrained).
 
 Prompts are rendered with the tokenizer's chat template and tokenised without special tokens, exactly as
-training rows are (:func:`slmforge.modeling.batching.encode_example`), so a fine-tuned model sees its
+training rows are (:func:`slmforge.training.batching.encode_example`), so a fine-tuned model sees its
 training prompt. A batch is left padded (every prompt ends at the last column, so all rows generate
 their next token at the same column) with explicit position ids, and decoded with one shared key/value
 cache; greedy output is therefore the same token ids as decoding each example alone (tested).
@@ -31,9 +31,11 @@ from typing import Any
 import torch
 
 from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache
-from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches, prompt_token_ids
+from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
 from slmforge.prediction.constrained import JsonConstraint
 from slmforge.prediction.prefix_cache import SharedPrefix
+from slmforge.prompting import prompt_token_ids
+from slmforge.schema.scanner import JsonEndScanner
 from slmforge.tasks.base import Task
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -45,49 +47,6 @@ def _cache_rows(cache: Any, rows: list[int]) -> Any:
 
     idx = torch.tensor(rows, device=cache.layers[0].keys.device)
     return DynamicCache(ddp_cache_data=[(layer.keys[idx], layer.values[idx]) for layer in cache.layers])
-
-
-class JsonEndScanner:
-    """Finds where the first balanced top-level JSON object ends, fed one piece of text at a time.
-
-    Text before the first ``{`` is skipped; braces inside strings (and escaped quotes) do not count.
-    The same rules as :func:`slmforge.tasks.schema.parse_output` uses to find the object.
-    """
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.in_str = False
-        self.escaped = False
-        self.consumed = 0  # characters fed so far
-        self.end: int | None = None  # index just past the closing brace, once seen
-
-    def feed(self, text: str) -> bool:
-        """Consume ``text``; True once the object is closed (``self.end`` then says where)."""
-        if self.end is not None:
-            return True
-        for i, ch in enumerate(text):
-            if self.in_str:
-                if self.escaped:
-                    self.escaped = False
-                elif ch == "\\":
-                    self.escaped = True
-                elif ch == '"':
-                    self.in_str = False
-            elif self.depth == 0:
-                if ch == "{":
-                    self.depth = 1
-            elif ch == '"':
-                self.in_str = True
-            elif ch == "{":
-                self.depth += 1
-            elif ch == "}":
-                self.depth -= 1
-                if self.depth == 0:
-                    self.end = self.consumed + i + 1
-                    self.consumed += len(text)
-                    return True
-        self.consumed += len(text)
-        return False
 
 
 def json_object_end(text: str) -> int | None:
@@ -159,15 +118,15 @@ class GenerationPredictor:
         self.constraint: Any | None = constraint
         self.prefix = SharedPrefix(model, enabled=prefix_cache)
         if constrained and constraint is None:
-            schema = getattr(task, "schema", None)
+            protocol = task.protocol()
+            schema = protocol.schema
             if schema is None:
                 raise ValueError(
                     f"constrained decoding needs a task with an extraction schema; task '{task.name}' has none "
                     f"(set constrained=false)"
                 )
             # Bounds learned from the training data (task.setup), overridable by constraint_options.
-            bounds = task.value_bounds() if hasattr(task, "value_bounds") else {}
-            options = {**bounds, **(constraint_options or {})}
+            options = {**protocol.value_bounds, **(constraint_options or {})}
             self.constraint = JsonConstraint.for_schema(tokenizer, schema, **options)
 
     @property
@@ -178,11 +137,11 @@ class GenerationPredictor:
             return self._max_new_tokens
         if self.constraint is not None and getattr(self.constraint, "max_chars", None) is not None:
             return self.constraint.max_chars + 1  # + EOS
-        return getattr(self.task, "max_new_tokens", None) or DEFAULT_MAX_NEW_TOKENS
+        return self.task.protocol().max_new_tokens or DEFAULT_MAX_NEW_TOKENS
 
     @property
     def json_stop(self) -> bool:
-        return self.stop_at_json_end and getattr(self.task, "output_format", "text") == "json"
+        return self.stop_at_json_end and self.task.protocol().output_format == "json"
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -24,8 +24,9 @@ from slmforge.modeling.internals import (
     decoder_and_head,
     grouped_kv_attention,
 )
-from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches, prompt_token_ids
+from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
 from slmforge.prediction.prefix_cache import SharedPrefix
+from slmforge.prompting import prompt_token_ids
 from slmforge.tasks.base import Task
 
 
@@ -38,7 +39,7 @@ def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
 
 def task_labels(task: Task, method: str) -> list[str]:
     """The classification task's labels, or a clear error naming ``method`` when it has none."""
-    labels = getattr(task, "labels", None)
+    labels = task.protocol().labels
     if not labels:
         raise ValueError(f"{method} needs a classification task with labels (call task.setup first)")
     return list(labels)

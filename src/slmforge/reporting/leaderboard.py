@@ -16,6 +16,7 @@ import pandas as pd
 
 from slmforge.economics.cost import cost_summary, ratio, record_training_cost
 from slmforge.economics.pricing import Pricing, PricingError, load_pricing
+from slmforge.errors import ConfigError, RecordError
 from slmforge.records import ResultsRecord
 from slmforge.reporting.formatting import fmt_count, fmt_metric, fmt_ms, fmt_usd
 from slmforge.reporting.pareto import MAX, MIN, decision_score, pareto_front
@@ -79,7 +80,7 @@ def leaderboard(
     nothing else.
     """
     if not records:
-        raise ValueError("no results records to rank; pass runs=[path/to/multirun]")
+        raise RecordError("no results records to rank; pass runs=[path/to/multirun]")
     pricing = load_pricing(pricing)
     volume = int(monthly_requests if monthly_requests is not None else pricing.monthly_requests)
     warnings: list[str] = []
@@ -125,7 +126,7 @@ def leaderboard(
             }
         )
     if primary_metric not in all_metrics:
-        raise ValueError(
+        raise ConfigError(
             f"primary_metric '{primary_metric}' is in none of the records; they have: "
             f"{', '.join(sorted(all_metrics)) or 'no numeric metrics'} (set primary_metric=...)"
         )

@@ -5,7 +5,7 @@ below a threshold, or a tier rule says the input is out of its depth, the expens
 instead. Everything is computed from ``results.json`` + ``predictions.jsonl`` (see
 :mod:`slmforge.records`), so any two predictors evaluated on the same split can be combined.
 
-Entry point: :func:`evaluate_routing` reads two run directories and returns a :class:`RoutingResult`
+Entry point: :func:`evaluate_routing` (in :mod:`~slmforge.routing.evaluation`) reads two run directories and returns a :class:`RoutingResult`
 with the whole threshold curve, the chosen point, a serialisable :class:`RoutingPolicy`, calibration
 before/after and a one-line description. The building blocks live in the submodules:
 
@@ -17,14 +17,9 @@ before/after and a one-line description. The building blocks live in the submodu
 - :mod:`~slmforge.routing.plots`       routing curve and reliability diagram (imported lazily).
 """
 
-from __future__ import annotations
+from typing import Any
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
-
-from slmforge.records import PredictionRow, ResultsRecord, read_predictions, read_results
+from slmforge.records import VALIDATION_PREDICTIONS_FILE
 from slmforge.routing.calibration import (
     apply_temperature,
     calibration_report,
@@ -36,6 +31,7 @@ from slmforge.routing.calibration import (
 )
 from slmforge.routing.ensemble import EnsembleResult, vote
 from slmforge.routing.errors import RoutingError
+from slmforge.routing.evaluation import RoutingResult, distinct_names, evaluate_routing
 from slmforge.routing.policy import RoutingPolicy
 from slmforge.routing.threshold import (
     RoutingPoint,
@@ -63,6 +59,7 @@ __all__ = [
     "calibration_report_rows",
     "choose_threshold",
     "describe",
+    "distinct_names",
     "evaluate_routing",
     "evaluate_threshold",
     "fit_temperature",
@@ -78,10 +75,6 @@ __all__ = [
     "vote",
 ]
 
-# Predictions of the same predictor on the validation split, written next to predictions.jsonl; the
-# temperature (and, when both runs have one, the threshold) is fitted there rather than on test.
-VALIDATION_PREDICTIONS_FILE = "predictions_validation.jsonl"
-
 
 def __getattr__(name: str) -> Any:
     # matplotlib is only imported when a plot is asked for.
@@ -90,269 +83,3 @@ def __getattr__(name: str) -> Any:
 
         return getattr(plots, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@dataclass
-class RoutingResult:
-    """Everything a routing report needs.
-
-    ``points`` is the sweep on the evaluated split, ``chosen`` the chosen threshold measured there.
-    ``selected_on`` says where the threshold was chosen: ``"validation"`` (both runs have validation
-    predictions; then ``selection_points`` is that sweep and ``chosen`` may miss the target on the
-    evaluated split) or the split name (chosen and measured on the same examples: optimistic).
-    ``calibration_fit_on`` is where the temperature was fitted (None: not calibrated);
-    ``calibration_before``/``after`` are :func:`calibration_report` dicts on the evaluated split.
-    ``warnings`` lists every caveat a report should print.
-    """
-
-    cheap_name: str
-    expensive_name: str
-    task: str
-    split: str
-    metric_name: str
-    n: int
-    cost_cheap_per_request: float
-    cost_exp_per_request: float
-    points: list[RoutingPoint]
-    chosen: RoutingPoint
-    cheap_only: RoutingPoint
-    expensive_only: RoutingPoint
-    policy: RoutingPolicy
-    description: str
-    temperature: float = 1.0
-    calibration_before: dict[str, Any] | None = None
-    calibration_after: dict[str, Any] | None = None
-    calibration_fit_on: str | None = None
-    selected_on: str = ""
-    selection_points: list[RoutingPoint] | None = None
-    target: float | None = None
-    budget_per_1k: float | None = None
-    tiers: list[TierRule] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (no NaN: empty calibration bins hold None)."""
-        return {
-            "cheap_name": self.cheap_name,
-            "expensive_name": self.expensive_name,
-            "task": self.task,
-            "split": self.split,
-            "metric_name": self.metric_name,
-            "n": self.n,
-            "cost_cheap_per_request": self.cost_cheap_per_request,
-            "cost_exp_per_request": self.cost_exp_per_request,
-            "target": self.target,
-            "budget_per_1k": self.budget_per_1k,
-            "tiers": [r.to_dict() for r in self.tiers],
-            "temperature": self.temperature,
-            "calibration_fit_on": self.calibration_fit_on,
-            "calibration_before": self.calibration_before,
-            "calibration_after": self.calibration_after,
-            "selected_on": self.selected_on,
-            "description": self.description,
-            "chosen": self.chosen.to_dict(),
-            "cheap_only": self.cheap_only.to_dict(),
-            "expensive_only": self.expensive_only.to_dict(),
-            "points": [p.to_dict() for p in self.points],
-            "selection_points": None
-            if self.selection_points is None
-            else [p.to_dict() for p in self.selection_points],
-            "policy": self.policy.to_dict(),
-            "warnings": list(self.warnings),
-        }
-
-
-def _cost_per_request(record: ResultsRecord, given: float | None, run_dir: Path, arg: str) -> float:
-    if given is not None:
-        return float(given)
-    per_1k = (record.cost or {}).get("per_1k_requests_usd")
-    if per_1k is None:
-        raise RoutingError(
-            f"{run_dir}: results.json has no cost.per_1k_requests_usd; pass {arg} (USD per request) explicitly"
-        )
-    return float(per_1k) / 1000.0
-
-
-def _metric_name(rows: Sequence[PredictionRow]) -> str:
-    binary = all(r.correct in (0, 1) for r in rows)
-    return "accuracy" if binary and all(isinstance(r.gold, str) for r in rows) else "score"
-
-
-def _read_validation(run_dir: Path) -> list[PredictionRow] | None:
-    path = run_dir / VALIDATION_PREDICTIONS_FILE
-    return read_predictions(path) if path.exists() else None
-
-
-def distinct_names(cheap: str, expensive: str, cheap_dir: Path, expensive_dir: Path) -> tuple[str, str]:
-    """The two predictors' names, told apart by their run directories when they are equal (the same model
-    fine-tuned twice), else by role."""
-    if cheap != expensive:
-        return cheap, expensive
-    run_c, run_e = cheap_dir.parent.parent.name, expensive_dir.parent.parent.name
-    if run_c and run_e and run_c != run_e:
-        return f"{cheap} ({run_c})", f"{expensive} ({run_e})"
-    return f"{cheap} (cheap)", f"{expensive} (expensive)"
-
-
-def evaluate_routing(
-    cheap_dir: str | Path,
-    expensive_dir: str | Path,
-    cost_cheap: float | None = None,
-    cost_exp: float | None = None,
-    target: float | None = None,
-    budget: float | None = None,
-    calibrate: bool = True,
-    tiers: Sequence[TierRule | Mapping[str, Any]] = (),
-    metric_name: str | None = None,
-    select_on: Literal["auto", "validation", "split"] = "auto",
-    n_bins: int = 15,
-) -> RoutingResult:
-    """Measure cheap → expensive routing between two evaluated runs and choose a threshold.
-
-    ``cost_cheap``/``cost_exp`` are USD per request (default: each run's ``cost.per_1k_requests_usd``
-    / 1000). ``target`` is the metric to reach at the lowest cost; ``budget`` a cap in USD per 1k
-    requests (see :func:`choose_threshold`). With ``calibrate`` the cheap run's confidences are
-    temperature-scaled first, the temperature fitted on its ``predictions_validation.jsonl`` when
-    present (else on the evaluated split, with a warning). ``select_on="auto"`` chooses the threshold
-    on validation when both runs have validation predictions, else on the evaluated split (warning).
-    """
-    if select_on not in ("auto", "validation", "split"):
-        raise RoutingError(f"select_on must be 'auto', 'validation' or 'split', got {select_on!r}")
-    cheap_dir, expensive_dir = Path(cheap_dir), Path(expensive_dir)
-    rec_c, rec_e = read_results(cheap_dir), read_results(expensive_dir)
-    rows_c, rows_e = read_predictions(cheap_dir), read_predictions(expensive_dir)
-    if rec_c.task != rec_e.task:
-        raise RoutingError(
-            f"{cheap_dir} is task {rec_c.task!r} but {expensive_dir} is task {rec_e.task!r}; route between "
-            "two predictors of the same task"
-        )
-    if rec_c.split != rec_e.split:
-        raise RoutingError(
-            f"{cheap_dir} was evaluated on split {rec_c.split!r} but {expensive_dir} on {rec_e.split!r}; "
-            "both predictors must be evaluated on the same split"
-        )
-    cheap_name, exp_name = distinct_names(rec_c.name, rec_e.name, cheap_dir, expensive_dir)
-    c_cost = _cost_per_request(rec_c, cost_cheap, cheap_dir, "cost_cheap")
-    e_cost = _cost_per_request(rec_e, cost_exp, expensive_dir, "cost_exp")
-    rows_c, rows_e = align_rows(rows_c, rows_e, str(cheap_dir), str(expensive_dir))
-    rules = parse_rules(tiers)
-    metric = metric_name or _metric_name(rows_c)
-    warnings: list[str] = []
-
-    val_c = _read_validation(cheap_dir)
-    val_e = _read_validation(expensive_dir)
-
-    # -- calibration: fit T on held-out predictions, report before/after on the evaluated split -------
-    temperature, fit_on = 1.0, None
-    before = after = None
-    has_probs = all(r.label_probs for r in rows_c)
-    split_where = str(cheap_dir / "predictions.jsonl")
-    if has_probs:
-        before = calibration_report_rows(rows_c, 1.0, n_bins, where=split_where)
-    if calibrate and not has_probs:
-        warnings.append(
-            f"not calibrated: {cheap_name}'s predictions carry no label_probs (needed for temperature "
-            "scaling); thresholds apply to its raw confidences"
-        )
-    elif calibrate:
-        val_where = str(cheap_dir / VALIDATION_PREDICTIONS_FILE)
-        if val_c is not None and all(r.label_probs for r in val_c):
-            temperature, fit_on = fit_temperature_rows(val_c, where=val_where), "validation"
-        else:
-            why = "has no label_probs" if val_c is not None else "does not exist"
-            warnings.append(
-                f"temperature fitted on the evaluated split ({rec_c.split}) because {val_where} {why}; "
-                "its calibration numbers are optimistic"
-            )
-            temperature, fit_on = fit_temperature_rows(rows_c, where=split_where), rec_c.split
-        after = calibration_report_rows(rows_c, temperature, n_bins, where=split_where)
-        rows_c = recalibrate_rows(rows_c, temperature, where=split_where)
-
-    # -- sweep on the evaluated split, references -------------------------------------------------------
-    points = sweep_tiers(rows_c, rows_e, rules, c_cost, e_cost, str(cheap_dir), str(expensive_dir))
-    cheap_only = single_predictor_point(rows_c, c_cost, "cheap_only")
-    exp_only = single_predictor_point(rows_e, e_cost, "expensive_only")
-
-    # -- choose: on validation when both runs have it, so the reported point is not tuned on test ----
-    use_val = val_c is not None and val_e is not None
-    if select_on == "validation" and not use_val:
-        raise RoutingError(
-            f"select_on='validation' needs {VALIDATION_PREDICTIONS_FILE} in both {cheap_dir} and "
-            f"{expensive_dir}; evaluate both predictors on the validation split too, or use select_on='auto'"
-        )
-    selection_points = None
-    if use_val and select_on != "split":
-        assert val_c is not None and val_e is not None
-        if temperature != 1.0:
-            val_c = recalibrate_rows(val_c, temperature, where=str(cheap_dir / VALIDATION_PREDICTIONS_FILE))
-        selection_points = sweep_tiers(
-            val_c,
-            val_e,
-            rules,
-            c_cost,
-            e_cost,
-            str(cheap_dir / VALIDATION_PREDICTIONS_FILE),
-            str(expensive_dir / VALIDATION_PREDICTIONS_FILE),
-        )
-        picked = choose_threshold(selection_points, target, budget, metric)
-        assert picked.threshold is not None
-        chosen = apply_tiers(rows_c, rows_e, rules, picked.threshold, c_cost, e_cost)
-        selected_on = "validation"
-        if target is not None and chosen.metric < target - 1e-9:
-            warnings.append(
-                f"the threshold chosen on validation reaches {metric} {picked.metric:.4f} there but "
-                f"{chosen.metric:.4f} on {rec_c.split}, below the target {target:.4f}"
-            )
-        if budget is not None and chosen.cost_per_1k_usd > budget + 1e-9:
-            warnings.append(
-                f"the threshold chosen on validation costs ${chosen.cost_per_1k_usd:.4f} per 1k on "
-                f"{rec_c.split}, above the budget ${budget:.4f}"
-            )
-    else:
-        chosen = choose_threshold(points, target, budget, metric)
-        selected_on = rec_c.split
-        warnings.append(
-            f"threshold chosen and measured on the same split ({rec_c.split}); its {metric} is optimistic. "
-            f"Write {VALIDATION_PREDICTIONS_FILE} for both runs to choose on validation"
-        )
-
-    assert chosen.threshold is not None
-    policy = RoutingPolicy(
-        cheap_name=cheap_name,
-        expensive_name=exp_name,
-        threshold=chosen.threshold,
-        temperature=temperature,
-        tiers=rules,
-        metric_name=metric,
-        expected_metric=chosen.metric,
-        expected_cost_per_1k_usd=chosen.cost_per_1k_usd,
-        expected_escalated_share=chosen.escalated_share,
-        measured_on=rec_c.split,
-    )
-    text = describe(chosen, cheap_name, exp_name, exp_only.metric, exp_only.cost_per_1k_usd, metric)
-    return RoutingResult(
-        cheap_name=cheap_name,
-        expensive_name=exp_name,
-        task=rec_c.task,
-        split=rec_c.split,
-        metric_name=metric,
-        n=len(rows_c),
-        cost_cheap_per_request=c_cost,
-        cost_exp_per_request=e_cost,
-        points=points,
-        chosen=chosen,
-        cheap_only=cheap_only,
-        expensive_only=exp_only,
-        policy=policy,
-        description=text,
-        temperature=temperature,
-        calibration_before=before,
-        calibration_after=after,
-        calibration_fit_on=fit_on,
-        selected_on=selected_on,
-        selection_points=selection_points,
-        target=target,
-        budget_per_1k=budget,
-        tiers=rules,
-        warnings=warnings,
-    )

@@ -1,7 +1,5 @@
-"""The one exception routing raises for bad inputs, so callers (the CLI) can show its message as is."""
+"""Routing's user error, defined with every other one in :mod:`slmforge.errors`."""
 
-from __future__ import annotations
+from slmforge.errors import RoutingError
 
-
-class RoutingError(ValueError):
-    """Routing inputs that cannot give a meaningful answer; the message says what to change."""
+__all__ = ["RoutingError"]

@@ -1,5 +1,9 @@
-"""Serving local models behind an OpenAI-compatible HTTP API (see :mod:`slmforge.serving.openai_server`)."""
+"""Serving local models behind an OpenAI-compatible HTTP API.
 
-from slmforge.serving.openai_server import ChatModel, Faults, ServerHandle, start_server
+Until the batched, versioned server of the serving issue lands, ``slmforge-serve`` runs the loopback server
+of :mod:`slmforge.testing.openai_double` without faults (a test double, one request at a time).
+"""
 
-__all__ = ["ChatModel", "Faults", "ServerHandle", "start_server"]
+from slmforge.testing.openai_double import ChatModel, ServerHandle, start_server
+
+__all__ = ["ChatModel", "ServerHandle", "start_server"]

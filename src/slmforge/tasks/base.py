@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from slmforge.errors import TaskError
+from slmforge.prompting import Message
 from slmforge.records import PredictionRow
 
-Message = dict[str, str]
 T = TypeVar("T")
-
-
-class TaskError(ValueError):
-    """Task configuration that does not fit the data; the message says what to change."""
 
 
 def options_from_config(
@@ -44,12 +42,36 @@ def options_from_config(
         raise TaskError(str(e)) from e
 
 
+@dataclass(frozen=True)
+class PredictionProtocol:
+    """Everything a predictor may know of a task, declared once (predictors never probe a task).
+
+    decoding: ``scoring`` (pick one of ``labels``) or ``generation``; output_format: ``label`` | ``json`` |
+    ``text``; messages(example, shots) -> chat messages; parse(raw) -> (prediction, details);
+    labels: the label set (classification); schema: the extraction schema (constrained decoding);
+    max_new_tokens: the task's output length bound (None: the predictor's default); value_bounds: per-field
+    length bounds learned from training data (constrained decoding).
+    """
+
+    name: str
+    decoding: str
+    output_format: str
+    messages: Callable[..., list[Message]]
+    parse: Callable[[str], tuple[Any, dict[str, Any]]]
+    labels: tuple[str, ...] | None = None
+    schema: Any | None = None
+    max_new_tokens: int | None = None
+    value_bounds: dict[str, int] = field(default_factory=dict)
+
+
 class Task(ABC):
     """Base class. ``decoding`` is ``"scoring"`` (pick among fixed choices) or ``"generation"``."""
 
     name: str = "task"
     decoding: str = "generation"
     target_key: str = "output"
+    output_format: str = "text"
+    higher_is_better: bool = True  # of the primary metric
 
     def __init__(self, system_prompt: str | None = None, instruction: str = "") -> None:
         self.system_prompt = system_prompt
@@ -94,30 +116,24 @@ class Task(ABC):
     def primary_metric(self) -> str:
         return "accuracy"
 
+    def set_length_bound(self, tokenizer: Any, train: Sequence[dict[str, Any]]) -> int | None:
+        """Learn the output length bound from the training targets (generation tasks); None: no bound."""
+        return None
+
+    def row_details(self, raw: str, gold: Any) -> dict[str, Any]:
+        """Per-row details of a free-text output for ``predictions.jsonl`` (extraction: per-field verdicts)."""
+        return {}
+
+    def protocol(self) -> PredictionProtocol:
+        """What predictors see of this task (read at predict time: length bounds are set after setup).
+        Subclasses add what they declare (labels, schema, length bounds) with ``dataclasses.replace``."""
+        return PredictionProtocol(
+            name=self.name,
+            decoding=self.decoding,
+            output_format=self.output_format,
+            messages=self.messages,
+            parse=self.parse,
+        )
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "decoding": self.decoding}
-
-
-def fit_prompt(ids: list[int], budget: int) -> list[int]:
-    """``ids`` cut to ``budget`` tokens from the middle: the template head (system turn, instruction: up to
-    32 tokens) and the tail (the text's end and the assistant marker) are kept. Training rows and
-    prediction prompts are cut by this one rule, so a model sees at inference what it saw in training."""
-    if len(ids) <= budget:
-        return ids
-    head = min(32, max(budget, 0) // 4)
-    return ids[:head] + ids[len(ids) - (budget - head) :]
-
-
-def render_prompt(tokenizer: Any, messages: list[Message]) -> str:
-    """The prompt string up to where the assistant's answer starts."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    parts = []
-    for m in messages:
-        if m["role"] == "system":
-            parts.append(m["content"] + "\n\n")
-        elif m["role"] == "user":
-            parts.append(f"### Input:\n{m['content']}\n\n### Output:\n")
-        else:
-            parts.append(f"{m['content']}{tokenizer.eos_token or ''}\n\n")
-    return "".join(parts)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from slmforge.metrics.classification import ClassificationMetrics
 from slmforge.records import PredictionRow
-from slmforge.tasks.base import Task, TaskError
+from slmforge.tasks.base import PredictionProtocol, Task, TaskError
 
 
 class ClassificationTask(Task):
@@ -123,6 +124,11 @@ class ClassificationTask(Task):
             out.update(_f1_from_strings(rows, self.labels))
         out["invalid_rate"] = invalid / len(rows)
         return out
+
+    output_format = "label"
+
+    def protocol(self) -> PredictionProtocol:
+        return replace(super().protocol(), labels=tuple(self.labels) or None)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "labels": self.labels, "n_labels": len(self.labels)}

@@ -1,8 +1,8 @@
 """Structured extraction: a document in, one flat JSON object with the configured fields out.
 
-The schema (see :mod:`slmforge.tasks.schema`) is the single source of truth: it is described in the prompt,
+The schema (see :mod:`slmforge.schema.spec`) is the single source of truth: it is described in the prompt,
 renders gold records as the one canonical training target (compact JSON, schema key order, typed values),
-checks model output (:func:`~slmforge.tasks.schema.parse_output`, never raising) and drives constrained
+checks model output (:func:`~slmforge.schema.spec.parse_output`, never raising) and drives constrained
 decoding (:mod:`slmforge.prediction.constrained`). Metrics are field-level precision/recall/F1 after
 normalisation, JSON validity, schema adherence and record exact match
 (:class:`~slmforge.metrics.extraction.FieldExtractionMetrics`); the per-example ``correct`` is the
@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from slmforge.metrics.extraction import FieldExtractionMetrics, score_example
 from slmforge.records import PredictionRow
-from slmforge.tasks.base import Task, TaskError, options_from_config
+from slmforge.schema import Normalization, ParsedOutput, Schema, canonical_json, parse_output
+from slmforge.tasks.base import PredictionProtocol, Task, TaskError, options_from_config
 from slmforge.tasks.generation import target_length_bound
-from slmforge.tasks.schema import Normalization, ParsedOutput, Schema, canonical_json, parse_output
 
 
 class ExtractionTask(Task):
@@ -110,6 +110,14 @@ class ExtractionTask(Task):
         """Set (and return) ``max_new_tokens`` = longest training target in tokens + EOS + 8."""
         self.max_new_tokens = target_length_bound(self, tokenizer, train)
         return self.max_new_tokens
+
+    def protocol(self) -> PredictionProtocol:
+        return replace(
+            super().protocol(),
+            schema=self.schema,
+            max_new_tokens=self.max_new_tokens,
+            value_bounds=self.value_bounds(),
+        )
 
     def value_bounds(self) -> dict[str, int]:
         """Bounds for constrained decoding (:func:`~slmforge.prediction.constrained.constrained_json_schema`):

@@ -19,12 +19,12 @@ metrics (ROUGE-L, chrF, BLEU, token accuracy) are reported by :meth:`GenerationT
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from slmforge.metrics.generation import Constraints, GenerationMetrics, check_constraints
 from slmforge.records import PredictionRow
-from slmforge.tasks.base import Task, TaskError, options_from_config
+from slmforge.tasks.base import PredictionProtocol, Task, TaskError, options_from_config
 
 
 def target_length_bound(
@@ -93,6 +93,9 @@ class GenerationTask(Task):
                     self.example_phrases(ex)
                 except TaskError as e:
                     raise TaskError(f"{where}: {e}") from None
+
+    def protocol(self) -> PredictionProtocol:
+        return replace(super().protocol(), max_new_tokens=self.max_new_tokens)
 
     def set_length_bound(self, tokenizer: Any, train: Sequence[dict[str, Any]]) -> int:
         """Set (and return) ``max_new_tokens`` = longest training target in tokens + EOS + 8."""

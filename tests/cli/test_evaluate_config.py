@@ -8,8 +8,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from slmforge.cli.evaluate import merge_training_run
 from slmforge.config import config_dir
-from slmforge.evaluate import _merge_training_run
 
 
 def _run_dir(tmp_path: Path, shared: str) -> Path:
@@ -31,12 +31,12 @@ def _evaluate_cfg(overrides: list[str]):
 
 def test_run_dir_keeps_the_runs_shared_data_folder(tmp_path) -> None:
     run = _run_dir(tmp_path, "/data/benchmarks")
-    merged = _merge_training_run(_evaluate_cfg([f"run_dir={run}"]))
+    merged = merge_training_run(_evaluate_cfg([f"run_dir={run}"]))
     assert merged.data.train_path == "/data/benchmarks/b/train.jsonl"
     assert merged.adapter_path == str(run / "adapter")
 
 
 def test_an_explicit_shared_data_override_wins(tmp_path) -> None:
     run = _run_dir(tmp_path, "/data/benchmarks")
-    merged = _merge_training_run(_evaluate_cfg([f"run_dir={run}", "paths.shared_data=/elsewhere"]))
+    merged = merge_training_run(_evaluate_cfg([f"run_dir={run}", "paths.shared_data=/elsewhere"]))
     assert merged.data.train_path == "/elsewhere/b/train.jsonl"

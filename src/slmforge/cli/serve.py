@@ -5,27 +5,34 @@
     slmforge-serve model=tiny port=0 faults.fail_first_n=3   # a deliberately flaky server for client tests
 
 Any OpenAI client then talks to it, including ``baseline=api baseline.base_url=<printed url>
-baseline.model=<served name>``. See :mod:`slmforge.serving.openai_server` for the API and the faults.
+baseline.model=<served name>``. See :mod:`slmforge.testing.openai_double` for the API and the faults.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+from slmforge.cli.common import command
 from slmforge.config import config_dir
-from slmforge.modeling.loading import LoadedModel, ModelLoadError, ModelSpec, load_model
-from slmforge.serving.openai_server import ServerHandle, start_server
+from slmforge.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    from slmforge.modeling.loading import LoadedModel
+    from slmforge.serving import ServerHandle
 
 log = logging.getLogger(__name__)
 
 
 def load_for_serving(model_cfg: Any, adapter_path: str | None = None, device: str = "auto") -> LoadedModel:
     """Load the base model, merge the adapter into it (one matmul per layer instead of three), move it."""
+    import torch
+
+    from slmforge.modeling.loading import ModelSpec, load_model
+
     spec = model_cfg if isinstance(model_cfg, ModelSpec) else ModelSpec(**_container(model_cfg))
     loaded = load_model(spec)
     if adapter_path:
@@ -47,6 +54,8 @@ def load_for_serving(model_cfg: Any, adapter_path: str | None = None, device: st
 
 def build_server(cfg: DictConfig, background: bool = True) -> ServerHandle:
     """Everything the CLI does except blocking: load, merge, start. Callable from code and tests."""
+    from slmforge.serving import start_server
+
     loaded = load_for_serving(cfg.model, cfg.get("adapter_path"), str(cfg.get("device") or "auto"))
     faults = _container(cfg.get("faults") or {})
     return start_server(
@@ -66,16 +75,13 @@ def _container(cfg: Any) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="serve")
+@command
 def main(cfg: DictConfig) -> None:
     """Console entry point: print the base URL, serve until Ctrl-C."""
     try:
         handle = build_server(cfg, background=False)
-    except ModelLoadError as e:
-        raise SystemExit(f"error: {e}") from None
     except OSError as e:  # typically the port is taken
-        raise SystemExit(
-            f"error: cannot listen on {cfg.host}:{cfg.port} ({e}); pick another port=..."
-        ) from None
+        raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port} ({e}); pick another port=...") from e
     adapter = f" + adapter {cfg.adapter_path}" if cfg.get("adapter_path") else ""
     print(f"serving '{cfg.get('served_name') or cfg.model.name}'{adapter} at {handle.url}", flush=True)
     handle.serve_forever()

@@ -13,26 +13,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from slmforge.cli.common import command
 from slmforge.config import config_dir
-from slmforge.economics.pricing import Pricing, PricingError
-from slmforge.records import RecordError
-from slmforge.reporting.collect import collect_records
-from slmforge.reporting.leaderboard import leaderboard
-from slmforge.reporting.render import ExtraSection, ReportFiles, write_report
-from slmforge.reporting.wandb_summary import log_report_to_wandb
+from slmforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from slmforge.records import ResultsRecord
+    from slmforge.reporting.render import ExtraSection, ReportFiles
 
 log = logging.getLogger(__name__)
 
 
 def _runs(cfg: DictConfig) -> list[str]:
     if OmegaConf.is_missing(cfg, "runs") or cfg.get("runs") in (None, "", []):
-        raise SystemExit(
-            "error: no runs given; pass the runs to compare, e.g. slmforge-report runs=[path/to/multirun]"
+        raise ConfigError(
+            "no runs given; pass the runs to compare, e.g. slmforge-report runs=[path/to/multirun]"
         )
     runs = cfg.runs
     if isinstance(runs, ListConfig | list | tuple):
@@ -44,13 +44,20 @@ def build_report(
     cfg: DictConfig, extra_sections: Sequence[ExtraSection] | None = None
 ) -> tuple[ReportFiles, str | None]:
     """Everything the CLI does, callable from code and tests: returns the files and the W&B location."""
+    from slmforge.economics.pricing import Pricing
+    from slmforge.reporting.collect import collect_records
+    from slmforge.reporting.leaderboard import leaderboard
+    from slmforge.reporting.render import write_report
+    from slmforge.reporting.wandb_summary import log_report_to_wandb
+
     runs = _runs(cfg)
     records = collect_records(runs)
     pricing = Pricing.from_config(cfg.pricing)
+    primary = primary_metric_of(records, cfg.get("primary_metric"))
     df = leaderboard(
         records,
         pricing,
-        primary_metric=str(cfg.primary_metric),
+        primary_metric=primary,
         weights=OmegaConf.to_container(cfg.weights) if cfg.get("weights") else None,  # type: ignore[arg-type]
         machine=str(cfg.machine),
         training_machine=str(cfg.training_machine) if cfg.get("training_machine") else None,
@@ -62,7 +69,7 @@ def build_report(
     if wb.get("enabled", False):
         config: dict[str, Any] = {
             "runs": runs,
-            "primary_metric": cfg.primary_metric,
+            "primary_metric": primary,
             "weights": OmegaConf.to_container(cfg.weights),
             "machine": cfg.machine,
             "monthly_requests": int(cfg.monthly_requests),
@@ -81,14 +88,25 @@ def build_report(
     return files, where
 
 
+def primary_metric_of(records: Sequence[ResultsRecord], override: str | None = None) -> str:
+    """The metric that ranks these records: ``override`` when given, else the one every record names."""
+    if override:
+        return str(override)
+    named = sorted({r.primary_metric for r in records})
+    if len(named) > 1:
+        by = {m: [r.name for r in records if r.primary_metric == m][:3] for m in named}
+        raise ConfigError(
+            f"these records rank on different primary metrics ({by}); report one task at a time, or pick one "
+            f"metric for all with primary_metric=<name>"
+        )
+    return named[0]
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="report")
+@command
 def main(cfg: DictConfig) -> None:
     """Console entry point: build the report, print where it went and the recommendation."""
-    try:
-        files, where = build_report(cfg)
-    except (RecordError, PricingError, FileNotFoundError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise SystemExit(f"error: {msg}") from None
+    files, where = build_report(cfg)
     print(f"report: {files.markdown}")
     print(f"report: {files.html}")
     if where:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from slmforge.errors import ConfigError
 from slmforge.modeling.loading import ModelSpec, load_model
-from slmforge.pipeline import TRIE_ABOVE_LABELS, ConfigError, build_predictor
+from slmforge.prediction.factory import TRIE_ABOVE_LABELS, build_predictor
 from slmforge.prediction.label_scoring import LabelScorer
 from slmforge.prediction.label_trie import LabelTriePredictor
 from slmforge.tasks.classification import ClassificationTask

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from slmforge.modeling.batching import IGNORE_INDEX, WindowCollator, WindowSampler, encode_example, pad_rows
 from slmforge.modeling.loading import ModelSpec, load_tokenizer
-from slmforge.tasks.base import render_prompt
+from slmforge.prompting import render_prompt
 from slmforge.tasks.classification import ClassificationTask
+from slmforge.training.batching import IGNORE_INDEX, WindowCollator, WindowSampler, encode_example, pad_rows
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_window_collator_counts_supervised_tokens_of_whole_window(tokenizer, tas
 
 
 def test_fit_prompt_keeps_head_and_tail_and_training_cuts_the_same_way():
-    from slmforge.tasks.base import fit_prompt
+    from slmforge.prompting import fit_prompt
 
     ids = list(range(100))
     assert fit_prompt(ids, 200) == ids

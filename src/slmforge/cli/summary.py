@@ -11,8 +11,8 @@ from rich.table import Table
 from slmforge.records import ResultsRecord
 
 
-def comparison_table(records: dict[str, ResultsRecord], primary: str) -> Table:
-    table = Table(title="test split", title_justify="left")
+def comparison_table(records: dict[str, ResultsRecord], primary: str, split: str = "test") -> Table:
+    table = Table(title=f"{split} split", title_justify="left")
     cols = (
         ["predictor", primary]
         + (["macro_f1"] if primary == "accuracy" else [])

@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from slmforge.tasks.base import render_prompt
+from slmforge.prompting import render_prompt
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from slmforge.modeling.batching import EncodedRow, WindowCollator, WindowSampler, encode_example
 from slmforge.tasks.base import Task
+from slmforge.training.batching import EncodedRow, WindowCollator, WindowSampler, encode_example
 
 
 def _identity(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -34,9 +34,9 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from slmforge.modeling.batching import IGNORE_INDEX
 from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head, returned_cache
-from slmforge.modeling.throughput import mfu, peak_bf16_flops
+from slmforge.training.batching import IGNORE_INDEX
+from slmforge.training.throughput import mfu, peak_bf16_flops
 
 # A shorter shared head is not worth the extra forward call.
 MIN_SHARED_PREFIX = 8
@@ -81,6 +81,7 @@ class CausalLMModule(L.LightningModule):
         pack_max_tokens: int = 1024,
         validate_fn: Callable[[list[dict[str, Any]]], list[Any]] | None = None,
         metrics_fn: Callable[[list[Any]], dict[str, Any]] | None = None,
+        primary_metric: str | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -99,6 +100,7 @@ class CausalLMModule(L.LightningModule):
         self.pack_max_tokens = pack_max_tokens
         self.validate_fn = validate_fn
         self.metrics_fn = metrics_fn
+        self.primary_metric = primary_metric
         self._val_rows: list[Any] = []
         self.last_val_metrics: dict[str, Any] = {}
         self.tokens_seen = 0
@@ -293,6 +295,9 @@ class CausalLMModule(L.LightningModule):
         self.log_dict(scalars, prog_bar=False, batch_size=1)
         if "val/accuracy" in scalars:
             self.log("val_acc", scalars["val/accuracy"], prog_bar=True, batch_size=1)
+        if self.primary_metric and f"val/{self.primary_metric}" in scalars:
+            # One name for the task's primary metric, whatever the task: what early stopping monitors.
+            self.log("val/primary", scalars[f"val/{self.primary_metric}"], batch_size=1)
 
     # ---- checkpoints hold trainable weights only ------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

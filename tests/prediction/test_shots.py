@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from slmforge.data.generators import generate_splits
-from slmforge.pipeline import ConfigError, select_shots
+from slmforge.errors import ConfigError
+from slmforge.prediction.shots import select_shots
 
 
 @pytest.fixture(scope="module")

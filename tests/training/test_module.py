@@ -8,12 +8,12 @@ import lightning as L
 import pytest
 import torch
 
-from slmforge.data.datamodule import SLMDataModule
 from slmforge.modeling.adapters import AdapterSpec, apply_adapter
-from slmforge.modeling.batching import WindowCollator, encode_example
 from slmforge.modeling.loading import ModelSpec, load_model
-from slmforge.modeling.module import CausalLMModule, warmup_cosine
 from slmforge.tasks.classification import ClassificationTask
+from slmforge.training.batching import WindowCollator, encode_example
+from slmforge.training.datamodule import SLMDataModule
+from slmforge.training.module import CausalLMModule, warmup_cosine
 
 TOY = [
     {"id": f"t{i}", "text": text, "label": label}
@@ -112,8 +112,8 @@ def test_training_runs_in_train_mode_even_if_the_model_arrives_in_eval_mode(tmp_
 
 
 def test_shared_prefix_len_on_hand_made_rows():
-    from slmforge.modeling.batching import IGNORE_INDEX as X
-    from slmforge.modeling.module import shared_prefix_len
+    from slmforge.training.batching import IGNORE_INDEX as X
+    from slmforge.training.module import shared_prefix_len
 
     ids = torch.tensor([[1, 2, 3, 4, 5, 0], [1, 2, 3, 9, 5, 6]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]])
@@ -140,7 +140,7 @@ def test_shared_prefix_and_packing_give_the_same_loss_and_gradients(attn, shared
     examples = [{**ex, "text": texts[i % 3] + ex["text"]} for i, ex in enumerate(TOY[:6])]
     rows = [encode_example(task, lm.tokenizer, ex, 512) for ex in examples]
     batch = WindowCollator(rows, lm.tokenizer.pad_token_id, 6)(list(range(6)))["micro_batches"][0]
-    from slmforge.modeling.module import shared_prefix_len
+    from slmforge.training.module import shared_prefix_len
 
     assert shared_prefix_len(batch["input_ids"], batch["attention_mask"], batch["labels"]) > 20
     assert int((batch["attention_mask"] == 0).sum()) > 20  # the padded reference really pads

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
-from slmforge.tasks.base import Task, fit_prompt, render_prompt
+from slmforge.prompting import fit_prompt, render_prompt
+from slmforge.tasks.base import Task
 
 IGNORE_INDEX = -100
 

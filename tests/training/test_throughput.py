@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slmforge.modeling.throughput import mfu, peak_bf16_flops
+from slmforge.training.throughput import mfu, peak_bf16_flops
 
 
 def test_peak_lookup_by_device_name() -> None:

@@ -16,22 +16,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from slmforge.cli.common import command, run_dir_of
 from slmforge.config import config_dir
-from slmforge.economics.cost import cost_summary
-from slmforge.economics.pricing import Pricing, PricingError
-from slmforge.pipeline import ConfigError, to_container, user_errors_exit
-from slmforge.records import RecordError, read_predictions, read_results
-from slmforge.routing import RoutingError, RoutingResult, evaluate_routing, vote
-from slmforge.routing.plots import plot_reliability, plot_routing_curve
+from slmforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from slmforge.economics.pricing import Pricing
+    from slmforge.routing import RoutingResult
 
 
 def _per_request_cost(run: Path, pricing: Pricing, machine: str) -> float:
+    from slmforge.economics.cost import cost_summary
+    from slmforge.records import read_results
+
     return float(cost_summary(read_results(run), pricing, machine=machine)["per_request_usd"])
 
 
@@ -79,14 +81,17 @@ def routing_section(result: RoutingResult, plots: list[Path], ensemble: dict[str
 
 
 def route(cfg: DictConfig) -> RoutingResult:
+    from slmforge.build import to_container
+    from slmforge.economics.pricing import Pricing
+    from slmforge.records import ROUTING_FILE, ROUTING_POLICY_FILE, read_predictions, read_results
+    from slmforge.routing import evaluate_routing, vote
+    from slmforge.routing.plots import plot_reliability, plot_routing_curve
+
     for key in ("cheap", "expensive"):
         if OmegaConf.is_missing(cfg, key) or not cfg.get(key):
             raise ConfigError(f"{key}=<predictor dir> is required (a directory holding results.json)")
     cheap, expensive = Path(str(cfg.cheap)).expanduser(), Path(str(cfg.expensive)).expanduser()
-    try:
-        out_dir = Path(HydraConfig.get().runtime.output_dir)
-    except ValueError:
-        out_dir = Path(str(cfg.output_dir))
+    out_dir = Path(str(cfg.output_dir)) if cfg.get("output_dir") else run_dir_of(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     pricing = Pricing.from_config(cfg.pricing)
     rcfg = to_container(cfg.routing)
@@ -125,14 +130,14 @@ def route(cfg: DictConfig) -> RoutingResult:
             "members": [read_results(m).name for m in members], "mode": ens.mode, "accuracy": ens.accuracy,
             "metric": ens.metric, "latency_p95_ms": ens.latency_p95_ms, "cost_per_1k_usd": ens.cost_per_1k_usd,
         }  # fmt: skip
-    result.policy.save(out_dir / "routing_policy.json")
-    (out_dir / "routing.json").write_text(
+    result.policy.save(out_dir / ROUTING_POLICY_FILE)
+    (out_dir / ROUTING_FILE).write_text(
         json.dumps({**result.to_dict(), "ensemble": ensemble}, indent=2, default=str)
     )
     section = routing_section(result, plots, ensemble)
     (out_dir / "routing.md").write_text(f"# SLM → LLM routing\n\n{section}\n")
     if cfg.get("report", {}).get("enabled", True):
-        from slmforge.report import build_report
+        from slmforge.cli.report import build_report
 
         rep = OmegaConf.create(
             {**to_container(cfg.report), "runs": [str(cheap), str(expensive)], "output_dir": str(out_dir),
@@ -141,17 +146,14 @@ def route(cfg: DictConfig) -> RoutingResult:
         files, _ = build_report(rep, extra_sections=[("SLM → LLM routing", section, plots)])
         print(f"report: {files.html}")
     print(result.description)
-    print(f"policy: {out_dir / 'routing_policy.json'}")
+    print(f"policy: {out_dir / ROUTING_POLICY_FILE}")
     return result
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="route")
-@user_errors_exit
+@command
 def main(cfg: DictConfig) -> None:
-    try:
-        route(cfg)
-    except (RoutingError, PricingError, RecordError) as e:
-        raise ConfigError(str(e)) from e
+    route(cfg)
 
 
 if __name__ == "__main__":
