@@ -71,7 +71,9 @@ class PredictionRow:
     details: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # ``gold`` and ``pred`` stay when None (``from_dict`` requires both): an invalid prediction, e.g. an
+        # unparseable API reply, is still a row every reader must accept.
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("gold", "pred")}
 
     @classmethod
     def from_dict(cls, row: dict[str, Any], where: str = "<row>") -> PredictionRow:
@@ -156,7 +158,12 @@ class ResultsRecord:
                 f"({SCHEMA_VERSION}); upgrade slmforge"
             )
         known = set(cls.__dataclass_fields__)
-        defaults: dict[str, Any] = {"latency_ms": {}, "throughput": {}, "tokens": {}}
+        defaults: dict[str, Any] = {
+            "latency_ms": {},
+            "throughput": {},
+            "tokens": {},
+            "schema_version": version,
+        }
         if "primary_metric" not in d:
             defaults["primary_metric"] = _LEGACY_PRIMARY.get(str(d["task"]), "accuracy")
         return cls(**{**defaults, **{k: v for k, v in d.items() if k in known}})

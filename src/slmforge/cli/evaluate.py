@@ -99,10 +99,9 @@ def output_name(cfg: DictConfig, method: str, k: int) -> str:
     return "-".join(parts)
 
 
-def _rename_output(out_dir: Path, cfg: DictConfig, name: str) -> Path:
-    """Hydra named the folder before ``run_dir=`` was merged; rename it after what is evaluated (only the
-    default name, never a folder the user chose)."""
-    default = str(cfg.run_name)
+def _rename_output(out_dir: Path, default: str, name: str) -> Path:
+    """Hydra named the folder (``..._<default>``) before ``run_dir=`` was merged; rename it after what is
+    evaluated (only that default name, never a folder the user chose)."""
     if not out_dir.name.endswith(default) or out_dir.name.endswith(name):
         return out_dir
     target = out_dir.with_name(out_dir.name[: -len(default)] + name)
@@ -118,13 +117,14 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     from slmforge.records import RESOLVED_CONFIG_FILE
     from slmforge.tracking import log_evaluation, make_loggers
 
+    default_name = str(cfg.run_name)
     if cfg.get("run_dir"):
         cfg = merge_training_run(cfg)
     k = int(cfg.get("k_shot") or 0)
     method = "finetuned" if cfg.get("adapter_path") else "zero_shot"
     if k:
         method = "k_shot" if method == "zero_shot" else "finetuned_k_shot"
-    out_dir = _rename_output(run_dir_of(cfg), cfg, output_name(cfg, method, k))
+    out_dir = _rename_output(run_dir_of(cfg), default_name, output_name(cfg, method, k))
     setup = build_setup(cfg, run_dir=out_dir)
     assert setup.lm is not None
     adapter = None

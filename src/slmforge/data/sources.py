@@ -47,7 +47,9 @@ class DataSpec:
     max_train_examples: int | None = None
     max_validation_examples: int | None = None
     max_test_examples: int | None = None
-    per_label_train: int | None = None
+    per_label_train: int | None = None  # at most this many rows per label (classification), seeded
+    per_label_validation: int | None = None
+    per_label_test: int | None = None
     seed: int = 0
 
 
@@ -154,6 +156,7 @@ def _subsample(rows: list[dict[str, Any]], n: int | None, seed: int) -> list[dic
 
 
 def _per_label(rows: list[dict[str, Any]], k: int, seed: int) -> list[dict[str, Any]]:
+    """At most ``k`` rows of each label, drawn with ``seed`` (labels in sorted order), then shuffled."""
     by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         by_label[r["label"]].append(r)
@@ -203,6 +206,14 @@ def load_splits(spec: DataSpec | dict[str, Any]) -> DatasetSplits:
         origin = {s: f"hub:{spec.hub_path}/{spec.hub_splits[s]}" for s in raw}
     else:
         raise DataError(f"data.source={spec.source} is not one of ['files', 'generator', 'hub']")
+    if spec.source != "files":
+        # A split file given next to a generator or hub source replaces that split (e.g. evaluate a model
+        # trained on built-in data on your own test file: slmforge-evaluate run_dir=<run> data.test_path=...).
+        for split in SPLITS:
+            path = getattr(spec, f"{split}_path")
+            if path:
+                raw[split] = _load_file(path, spec, split)
+                origin[split] = str(Path(path).expanduser().resolve())
 
     rows = {s: _canonicalise(r, spec, s, origin.get(s, s)) for s, r in raw.items()}
     if not rows.get("train"):
@@ -216,11 +227,18 @@ def load_splits(spec: DataSpec | dict[str, Any]) -> DatasetSplits:
         n_val = max(1, round(len(train) * spec.validation_fraction))
         rows["validation"], rows["train"] = train[:n_val], train[n_val:]
         origin["validation"] = f"{spec.validation_fraction:.0%} of train (seed={spec.seed})"
-    if spec.per_label_train and "label" in rows["train"][0]:
-        rows["train"] = _per_label(rows["train"], spec.per_label_train, spec.seed)
-    rows["train"] = _subsample(rows["train"], spec.max_train_examples, spec.seed)
-    rows["validation"] = _subsample(rows["validation"], spec.max_validation_examples, spec.seed + 1)
-    rows["test"] = _subsample(rows["test"], spec.max_test_examples, spec.seed + 2)
+    # Per-label caps first (balanced learning curves, a quick but still stratified test split), then the
+    # overall caps; split i draws with seed + i, so each split's sample never depends on another's settings.
+    for i, split in enumerate(SPLITS):
+        k = getattr(spec, f"per_label_{split}")
+        if k:
+            if "label" not in rows[split][0]:
+                raise DataError(
+                    f"data '{spec.name}': data.per_label_{split}={k} needs labelled rows, but this data's target "
+                    f"is '{_target_key(spec)[0]}'; use data.max_{split}_examples to subsample it"
+                )
+            rows[split] = _per_label(rows[split], int(k), spec.seed + i)
+        rows[split] = _subsample(rows[split], getattr(spec, f"max_{split}_examples"), spec.seed + i)
     _check_ids_unique(rows, spec)
     return DatasetSplits(**rows, fingerprint=_fingerprint(rows), origin=origin)
 

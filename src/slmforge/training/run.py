@@ -41,6 +41,9 @@ def check_train_config(cfg: DictConfig) -> None:
     tcfg = cfg.train
     if int(tcfg.micro_batch_size) < 1 or int(tcfg.accumulate) < 1:
         raise ConfigError("train.micro_batch_size and train.accumulate must be >= 1")
+    from slmforge.training.progress import use_progress_bar
+
+    use_progress_bar(cfg.get("progress_bar", "auto"))  # a bad value stops the run before any compute
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_logger: bool = True) -> list[Any]:
@@ -80,9 +83,6 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from slmforge.training.module import CausalLMModule
 
     rank_zero = process_rank() == 0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if rank_zero:
-        (run_dir / RESOLVED_CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     check_train_config(cfg)
     tcfg, ecfg = cfg.train, cfg.eval
@@ -93,6 +93,9 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "this sweep optimises the validation metric but the validation split is empty; give the data a "
             "validation split (data.validation_path=... or data.validation_fraction=0.1)"
         )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if rank_zero:
+        (run_dir / RESOLVED_CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     lm, task = setup.lm, setup.task
     assert lm is not None
     tags = [str(t) for t in cfg.get("tags") or []] + [
@@ -149,19 +152,25 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             f"hardware.trainer sets {clash}, which slmforge sets from train.* / callbacks.*; remove them from "
             f"the hardware config and use train.epochs, train.max_steps, train.val_check_interval or callbacks"
         )
+    from slmforge.training.progress import ProgressLog, use_progress_bar
+
+    bar = use_progress_bar(cfg.get("progress_bar", "auto"))  # else logged progress lines (files, CI)
     trainer = L.Trainer(
         **trainer_kw,
         max_epochs=int(tcfg.epochs),
         max_steps=int(tcfg.max_steps),
         logger=loggers or False,
-        callbacks=build_callbacks(cfg, run_dir, has_logger=bool(loggers)),
+        callbacks=[
+            *build_callbacks(cfg, run_dir, has_logger=bool(loggers)),
+            *([] if bar else [ProgressLog()]),
+        ],
         default_root_dir=str(run_dir),
         val_check_interval=tcfg.val_check_interval,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
         reload_dataloaders_every_n_epochs=1,  # re-seeds the window order each epoch
         enable_model_summary=False,
-        enable_progress_bar=bool(cfg.get("progress_bar", True)),
+        enable_progress_bar=bar,
         deterministic=False,
     )
     t0 = time.perf_counter()
@@ -172,6 +181,7 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         # Data-parallel training: the other ranks trained their shard; evaluation, the adapter, the records
         # and the summary are written once, by rank 0.
         return {"run_dir": str(run_dir), "rank": trainer.global_rank, "primary_metric": task.primary_metric}
+    _leave_process_group()
     stats = datamodule.token_stats()
     training = {
         "time_s": round(module.train_time_s, 2),
@@ -231,6 +241,15 @@ _TRAINER_KEYS_OWNED = {
     "num_sanity_val_steps", "log_every_n_steps", "reload_dataloaders_every_n_epochs",
     "enable_model_summary", "enable_progress_bar", "deterministic",
 }  # fmt: skip
+
+
+def _leave_process_group() -> None:
+    """After a data-parallel fit, rank 0 evaluates alone: without the process group, metrics (torchmetrics)
+    do not wait for ranks that have already finished."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def process_rank() -> int:
