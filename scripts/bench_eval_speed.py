@@ -23,19 +23,17 @@ then runs twice, in float32 and in bfloat16, and the ratios are to the faster of
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
 
 import torch
 
+from slmforge.build import build_setup, compose_config
 from slmforge.evaluation.runner import predict_rows
 from slmforge.modeling.adapters import merged_adapter
-from slmforge.modeling.loading import _SMOLLM2_GGUF, ModelSpec, load_model
 from slmforge.prediction.label_scoring import LabelScorer
 from slmforge.prompting import render_prompt
-from slmforge.tasks.classification import ClassificationTask
 
 
 def main() -> None:
@@ -63,22 +61,27 @@ def main() -> None:
         help="run the article's recipe (--no-article: accuracy and agreement only, e.g. on a large --n)",
     )
     args = p.parse_args()
-    train = [json.loads(line) for line in (args.data / "train.jsonl").open()]
-    test = [json.loads(line) for line in (args.data / "test.jsonl").open()]
-    random.Random(0).shuffle(test)
-    test = [{"id": str(i), **r} for i, r in enumerate(test[: args.n])]
-    spec = (
-        ModelSpec(**_SMOLLM2_GGUF) if args.model == "smollm2-135m" else ModelSpec(name="tiny", source="tiny")
-    )
-    lm = load_model(spec)
+    setup = build_setup(
+        compose_config(
+            "evaluate",
+            [
+                f"model={args.model}", "data=jsonl", f"data.train_path={args.data / 'train.jsonl'}",
+                f"data.test_path={args.data / 'test.jsonl'}", f"task.label_list_in_prompt={args.label_list}",
+                "logger=none",
+            ],
+        )
+    )  # fmt: skip
+    lm, task = setup.lm, setup.task
+    assert lm is not None
+    test = list(setup.splits.test)
+    random.Random(0).shuffle(test)  # the same rows as every earlier run of this benchmark
+    test = [{**r, "id": str(i)} for i, r in enumerate(test[: args.n])]
     model = lm.model
     if args.adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(args.adapter))
     model.eval()
-    task = ClassificationTask(label_list_in_prompt=args.label_list)
-    task.setup(train, {})
     tok = lm.tokenizer
     print(f"# {len(test)} {args.data.name} test examples, {len(task.labels)} labels, "
           f"{'fine-tuned' if args.adapter else 'base'} {args.model}, torch threads={torch.get_num_threads()}")  # fmt: skip

@@ -43,8 +43,8 @@ from pathlib import Path
 
 import torch
 
+from slmforge.build import build_setup, compose_config
 from slmforge.modeling.adapters import AdapterSpec, apply_adapter
-from slmforge.modeling.loading import _SMOLLM2_GGUF, ModelSpec, load_model
 from slmforge.tasks.classification import ClassificationTask
 from slmforge.training.batching import encode_example
 from slmforge.training.throughput import mfu, peak_bf16_flops
@@ -68,12 +68,15 @@ SHAPES = {
 
 
 def fresh_model(args: argparse.Namespace):
+    """A fresh model per variant, through slmforge's one setup path (random weights for the *-shape models)."""
     if args.model == "smollm2-135m":
-        spec = ModelSpec(**_SMOLLM2_GGUF)
+        overrides = ["model=smollm2-135m"]
     else:
         shape = {**SHAPES.get(args.model, {}), "max_position_embeddings": 8192}
-        spec = ModelSpec(name=args.model, source="tiny", tiny_config=shape)
-    lm = load_model(spec)
+        overrides = ["model=tiny", f"model.name={args.model}"]
+        overrides += [f"++model.tiny_config.{k}={v}" for k, v in shape.items()]
+    lm = build_setup(compose_config("train", [*overrides, "logger=none"])).lm
+    assert lm is not None
     targets = "all-linear" if args.all_linear else ATTN
     lm.model = apply_adapter(
         lm.model, AdapterSpec(kind="lora", r=8, alpha=16, dropout=0.05, target_modules=targets)

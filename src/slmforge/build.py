@@ -47,6 +47,17 @@ def stage(name: str) -> Iterator[None]:
         log.info("%s done in %.1f s", name, time.perf_counter() - t0)
 
 
+def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """A command's config composed outside the command (benchmark scripts, notebooks, tests): the same
+    defaults and overrides as ``slmforge-<config_name> <overrides>``."""
+    from hydra import compose, initialize_config_dir
+
+    from slmforge.config import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
 # ---- the pieces ----------------------------------------------------------------------------------------
 
 

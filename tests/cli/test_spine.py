@@ -145,6 +145,8 @@ def test_every_command_shares_build_setup() -> None:
         "src/slmforge/cli/evaluate.py",
         "src/slmforge/cli/compare.py",
         "scripts/bench_extract_speed.py",
+        "scripts/bench_eval_speed.py",
+        "scripts/bench_train_speed.py",
     } <= users
 
 
