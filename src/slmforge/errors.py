@@ -57,6 +57,10 @@ class RoutingError(SlmforgeError, ValueError):
     """Two predictors that cannot be routed (different rows, no confidences, ...)."""
 
 
+class DivergenceError(SlmforgeError, RuntimeError):
+    """Training or a model produced non-finite numbers (loss, weights, probabilities)."""
+
+
 class APIConfigError(SlmforgeError, ValueError):
     """An API baseline that cannot be called (no key, no base_url, unknown option)."""
 

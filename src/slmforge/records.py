@@ -100,6 +100,8 @@ class ResultsRecord:
     ``versions`` (slmforge and the libraries that decide a number), ``git_sha`` (of slmforge's source).
     ``latency_ms`` holds mean/p50/p95/p99 of per-request latency; ``throughput`` examples/s.
     ``requests`` (API predictors): attempted, failed, cached, budget, and ``coverage`` = predicted / n.
+    ``warnings``: what a reader must know before trusting the numbers (e.g. predictions collapsed onto one
+    label).
     ``training`` holds training time/tokens when the predictor was fine-tuned in this run.
     """
 
@@ -119,6 +121,7 @@ class ResultsRecord:
     seed: int | None = None
     overrides: list[str] = field(default_factory=list)
     requests: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, Any] = field(default_factory=dict)
     config_path: str | None = None

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -72,23 +72,6 @@ def merge_training_run(cfg: DictConfig, overrides: list[str] | None = None) -> D
     return merged
 
 
-def _load_adapter(model: Any, adapter_path: str) -> Any:
-    from peft import PeftModel
-
-    path = Path(adapter_path).expanduser()
-    if not (path / "adapter_config.json").exists():
-        raise ConfigError(
-            f"adapter_path={adapter_path}: no adapter_config.json there; point it at a run's adapter/ directory"
-        )
-    try:
-        return PeftModel.from_pretrained(model, str(path))
-    except Exception as e:
-        raise ConfigError(
-            f"adapter at {path} does not fit model: {type(e).__name__}: {str(e)[:200]}. "
-            f"Evaluate it with the model it was trained on (run_dir=<its run dir> does this)"
-        ) from e
-
-
 def output_name(cfg: DictConfig, method: str, k: int) -> str:
     """What was evaluated, as a folder/record suffix: model, data (and test file), split, method."""
     parts = [str(cfg.model.name), str(cfg.data.name)]
@@ -112,7 +95,8 @@ def _rename_output(out_dir: Path, default: str, name: str) -> Path:
 
 
 def evaluate(cfg: DictConfig) -> ResultsRecord:
-    from slmforge.build import adapter_info_from_dir, build_setup, evaluate_predictor, to_container
+    from slmforge.build import build_setup, evaluate_predictor, to_container
+    from slmforge.checks import check_run_config
     from slmforge.modeling.adapters import merged_adapter
     from slmforge.records import RESOLVED_CONFIG_FILE
     from slmforge.tracking import log_evaluation, make_loggers
@@ -125,21 +109,25 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     if k:
         method = "k_shot" if method == "zero_shot" else "finetuned_k_shot"
     out_dir = _rename_output(run_dir_of(cfg), default_name, output_name(cfg, method, k))
+    check_run_config(cfg, out_dir, training=False)
     setup = build_setup(cfg, run_dir=out_dir)
     assert setup.lm is not None
     adapter = None
     if cfg.get("adapter_path"):
-        setup.lm.model = _load_adapter(setup.lm.model, str(cfg.adapter_path))
+        from slmforge.modeling.adapter_files import load_adapter
+
+        setup.lm.model, adapter = load_adapter(
+            setup.lm.model, str(cfg.adapter_path), setup.model.get("weights_sha256")
+        )
         setup.lm.model.to(setup.device)
-        adapter = adapter_info_from_dir(str(cfg.adapter_path))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESOLVED_CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     selection = str(cfg.shot_selection)
     shots = setup.shots(k, selection)
     name = cfg.get("name") or f"{setup.model['model']}-{method.replace('_', '-')}" + (f"-k{k}" if k else "")
-    loggers = make_loggers(
-        to_container(cfg.get("logger")), out_dir, str(name), to_container(cfg), [setup.model["model"]],
-        job_type="evaluate",
+    loggers = make_loggers(  # the W&B run is named after what was evaluated, as the output folder is
+        to_container(cfg.get("logger")), out_dir, str(cfg.get("name") or output_name(cfg, method, k)),
+        to_container(cfg), [setup.model["model"]], job_type="evaluate",
     )  # fmt: skip
     with merged_adapter(setup.lm.model, bool(cfg.eval.get("merge_adapter", True))):
         record, rows = evaluate_predictor(

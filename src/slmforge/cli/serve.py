@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from slmforge.cli.common import command
 from slmforge.config import config_dir
-from slmforge.errors import ConfigError, ModelLoadError
+from slmforge.errors import ConfigError
 
 if TYPE_CHECKING:
     from slmforge.modeling.loading import LoadedModel
@@ -36,15 +36,10 @@ def load_for_serving(model_cfg: Any, adapter_path: str | None = None, device: st
     spec = model_cfg if isinstance(model_cfg, ModelSpec) else ModelSpec(**_container(model_cfg))
     loaded = load_model(spec)
     if adapter_path:
-        from peft import PeftModel
+        from slmforge.build import weights_sha256
+        from slmforge.modeling.adapter_files import load_adapter
 
-        try:
-            peft_model = PeftModel.from_pretrained(loaded.model, str(adapter_path))
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(
-                f"adapter_path={adapter_path} is not a PEFT adapter directory for model '{spec.name}' "
-                f"(expected adapter_config.json + adapter weights): {e}"
-            ) from e
+        peft_model, _ = load_adapter(loaded.model, str(adapter_path), weights_sha256(loaded.model))
         loaded.model = peft_model.merge_and_unload()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

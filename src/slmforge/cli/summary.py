@@ -47,4 +47,7 @@ def print_summary(summary: dict[str, Any], records: dict[str, ResultsRecord], ru
             f"{t['trainable_params']:,} trainable of {t['total_params']:,} params; peak memory "
             f"{summary.get('peak_memory_mb', 0):,.0f} MB"
         )
+    for name, r in records.items():
+        for w in r.warnings:
+            console.print(f"[bold red]warning[/bold red] ({name}): {w}")
     console.print(f"outputs: {run_dir} (metrics.json, predictors/*/results.json, adapter/, checkpoints/)")

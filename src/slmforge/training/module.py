@@ -34,6 +34,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from slmforge.errors import DivergenceError
 from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head, returned_cache
 from slmforge.training.batching import IGNORE_INDEX
 from slmforge.training.throughput import mfu, peak_bf16_flops
@@ -219,6 +220,15 @@ class CausalLMModule(L.LightningModule):
             loss = loss_sum / total
             self.manual_backward(loss)
             loss_total += loss.detach()
+        if not torch.isfinite(loss_total):
+            # Stop before the optimizer writes NaN into the weights: nothing after this step could be trusted.
+            lr = sched.get_last_lr()[0]
+            raise DivergenceError(
+                f"training diverged at optimizer step {self.global_step + 1}: the loss is "
+                f"{float(loss_total)} (learning rate now {lr:.3g}). Lower train.lr (e.g. train.lr={self.lr / 10:.1g}), "
+                f"keep train.grad_clip on, or check the data; results already written are kept and no adapter "
+                f"was saved"
+            )
         if self.grad_clip:
             self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         opt.step()

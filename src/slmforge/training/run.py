@@ -16,7 +16,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from slmforge.build import (
-    Setup,
     adapter_info,
     build_setup,
     evaluate_predictor,
@@ -35,15 +34,6 @@ from slmforge.records import (
 )
 
 log = logging.getLogger("slmforge")
-
-
-def check_train_config(cfg: DictConfig) -> None:
-    tcfg = cfg.train
-    if int(tcfg.micro_batch_size) < 1 or int(tcfg.accumulate) < 1:
-        raise ConfigError("train.micro_batch_size and train.accumulate must be >= 1")
-    from slmforge.training.progress import use_progress_bar
-
-    use_progress_bar(cfg.get("progress_bar", "auto"))  # a bad value stops the run before any compute
 
 
 def build_callbacks(cfg: DictConfig, run_dir: Path, has_logger: bool = True) -> list[Any]:
@@ -77,14 +67,16 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Everything ``slmforge-train`` does; returns the summary written to metrics.json."""
     import lightning as L
 
+    from slmforge.checks import check_run_config
+    from slmforge.modeling.adapter_files import save_adapter
     from slmforge.modeling.adapters import AdapterSpec, apply_adapter, merged_adapter, trainable_parameters
     from slmforge.tracking import log_adapter, log_evaluation, make_loggers
     from slmforge.training.datamodule import SLMDataModule
     from slmforge.training.module import CausalLMModule
 
     rank_zero = process_rank() == 0
+    check_run_config(cfg, run_dir)  # every bad value at once, before anything runs
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    check_train_config(cfg)
     tcfg, ecfg = cfg.train, cfg.eval
     ckpt_path = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
     setup = build_setup(cfg, run_dir=run_dir)
@@ -202,12 +194,12 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     # ---- test, through the same evaluation path -------------------------------------------------------------
     adapter_dir = run_dir / ADAPTER_DIR
     lm.model.to(setup.device)  # Lightning's teardown moved it back to the CPU
-    save_adapter(lm.model, adapter_dir, setup)
+    adapter_sha = save_adapter(lm.model, adapter_dir, setup.model)
     with merged_adapter(lm.model, bool(ecfg.get("merge_adapter", True))):
         rec, rows = evaluate_predictor(
             setup, val_predictor, method="finetuned", out_dir=predictors_dir / "finetuned",
             name=f"{setup.model['model']}-{cfg.adapter.kind}",
-            adapter=adapter_info(cfg.adapter, adapter_dir), training=training,
+            adapter={**adapter_info(cfg.adapter, adapter_dir), "sha256": adapter_sha}, training=training,
             validation=bool(ecfg.validation_predictions or cfg.get("objective_required")),
         )  # fmt: skip
     records["finetuned"] = rec
@@ -260,20 +252,6 @@ def process_rank() -> int:
     local = int(os.environ.get("LOCAL_RANK", 0) or 0)
     node = int(os.environ.get("NODE_RANK", 0) or 0)
     return int(os.environ.get("RANK", local + node)) if (local or node or "RANK" in os.environ) else 0
-
-
-def save_adapter(model: Any, adapter_dir: Path, setup: Setup) -> None:
-    """The adapter in PEFT format, its base model recorded portably (model id + weights hash, never a
-    machine-local cache folder)."""
-    model.save_pretrained(adapter_dir)  # PEFT format (safetensors)
-    cfg_file = adapter_dir / "adapter_config.json"
-    if cfg_file.exists():
-        c = json.loads(cfg_file.read_text())
-        c["base_model_name_or_path"] = setup.model.get("model_id") or setup.model.get("model")
-        c["slmforge_base_model"] = {
-            k: setup.model.get(k) for k in ("model", "model_id", "source", "weights_sha256")
-        }
-        cfg_file.write_text(json.dumps(c, indent=2, sort_keys=True))
 
 
 def _log_rows(cfg: DictConfig) -> int:

@@ -1,0 +1,159 @@
+"""Run integrity: bad values fail before compute (all at once), divergence and collapse are caught,
+adapters are checked on load (issue "Run integrity")."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from slmforge.checks import check_run_config
+from slmforge.errors import ConfigError
+from slmforge.records import read_results
+
+from clihelp import FAST, run_cli
+
+
+def test_every_bad_value_is_reported_together_before_any_compute(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "slmforge-train", *FAST, "train.lr=abc", "adapter.r=-1", "adapter.dropout=1.5",
+        "data.max_train_examples=0", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    for needle in ("train.lr='abc' is not a number", "adapter.r=-1 must be >= 1",
+                   "adapter.dropout=1.5 must be in [0, 1)", "data.max_train_examples=0 must be >= 1"):  # fmt: skip
+        assert needle in lines[0], needle
+    assert "zero_shot" not in proc.stdout and not run_dir.exists()  # nothing ran, nothing left behind
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("train.lr", -1, "train.lr=-1 must be > 0"),
+        ("train.lr", 0, "train.lr=0 must be > 0"),
+        ("train.max_steps", 0, "must be -1 (no cap) or >= 1"),
+        ("train.micro_batch_size", 0, "must be >= 1"),
+        ("train.warmup_ratio", 1.0, "must be in [0, 1)"),
+        ("eval.batch_size", 2.5, "is not an integer"),
+        ("data.test_path", "/no/such/file.jsonl", "does not exist"),
+    ],
+)
+def test_single_bad_values(key: str, value: object, message: str) -> None:
+    cfg = OmegaConf.create(
+        {"train": {"lr": 1e-3, "epochs": 1, "max_steps": -1, "micro_batch_size": 2, "accumulate": 1,
+                   "weight_decay": 0.0, "warmup_ratio": 0.1, "min_lr_ratio": 0.1, "label_smoothing": 0.0,
+                   "max_length": 64, "checkpoint_every_n_steps": 5, "grad_clip": 1.0, "val_check_interval": 1.0},
+         "adapter": {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"]},
+         "eval": {"batch_size": 4, "latency_probe_n": 2}, "data": {}, "seed": 0}
+    )  # fmt: skip
+    check_run_config(cfg)  # the valid config passes
+    OmegaConf.update(cfg, key, value, force_add=True)
+    with pytest.raises(ConfigError, match="1 problem") as e:
+        check_run_config(cfg)
+    assert message in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("integrity")
+    run_dir = root / "run"
+    proc = run_cli(
+        "slmforge-train", *FAST, "logger=csv", "data.sizes.test=40", "data.max_test_examples=40",
+        f"hydra.run.dir={run_dir}", cwd=root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run_dir
+
+
+def test_a_diverging_run_stops_naming_the_step_and_keeps_earlier_results(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "slmforge-train", *FAST, "logger=csv", "train.lr=1e30", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert "training diverged at optimizer step" in line and "the loss is nan" in line and "train.lr=" in line
+    assert "Traceback" not in proc.stderr
+    assert read_results(run_dir / "predictors/zero_shot").n == 8  # the zero-shot record is kept
+    assert not (run_dir / "adapter").exists() and not (run_dir / "predictors/finetuned").exists()
+
+
+def test_collapsed_predictions_are_flagged_in_the_record_and_the_summary(trained: Path) -> None:
+    # The tiny random model answers one label for every row zero-shot: its accuracy is that label's share.
+    rec = read_results(trained / "predictors/zero_shot")
+    assert rec.n == 40 and len(rec.warnings) == 1 and "predictions collapsed" in rec.warnings[0]
+    assert "for 100% of 40 rows" in rec.warnings[0]
+
+
+def _adapter_copy(trained: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "adapter"
+    shutil.copytree(trained / "adapter", dst)
+    return dst
+
+
+def _load(path: Path, base_sha: str | None = None):
+    from slmforge.modeling.adapter_files import load_adapter
+    from slmforge.modeling.loading import ModelSpec, load_model
+
+    return load_adapter(load_model(ModelSpec(name="tiny", source="tiny")).model, path, base_sha)
+
+
+def test_adapter_integrity_on_load(trained: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from slmforge.errors import DivergenceError
+
+    good = _adapter_copy(trained, tmp_path / "good")
+    _, info = _load(good)
+    rec = read_results(trained / "predictors/finetuned")
+    assert info["sha256"] == rec.predictor["adapter"]["sha256"] and info["r"] == 16
+    cfg = json.loads((good / "adapter_config.json").read_text())
+    assert cfg["slmforge"]["weights_sha256"] == info["sha256"]
+
+    missing = _adapter_copy(trained, tmp_path / "missing")
+    (missing / "adapter_model.safetensors").unlink()
+    with pytest.raises(ConfigError, match=r"the weights file adapter_model\.safetensors is missing"):
+        _load(missing)
+
+    truncated = _adapter_copy(trained, tmp_path / "truncated")
+    data = (truncated / "adapter_model.safetensors").read_bytes()
+    (truncated / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="is corrupt or truncated"):
+        _load(truncated)
+
+    state = load_file(str(good / "adapter_model.safetensors"))
+    nan = _adapter_copy(trained, tmp_path / "nan")
+    save_file({k: v.fill_(float("nan")) for k, v in state.items()}, str(nan / "adapter_model.safetensors"))
+    with pytest.raises(DivergenceError, match="adapter tensors are not finite"):
+        _load(nan)
+
+    nolora = _adapter_copy(trained, tmp_path / "nolora")
+    save_file({"something.weight": torch.zeros(2, 2)}, str(nolora / "adapter_model.safetensors"))
+    with pytest.raises(ConfigError, match="holds no LoRA weights"):
+        _load(nolora)
+
+    changed = _adapter_copy(trained, tmp_path / "changed")
+    state = load_file(str(good / "adapter_model.safetensors"))
+    save_file({k: v * 2 for k, v in state.items()}, str(changed / "adapter_model.safetensors"))
+    with pytest.raises(ConfigError, match="changed since it was saved"):
+        _load(changed)
+
+    with pytest.raises(ConfigError, match="trained on base model 'tiny'"):
+        _load(good, base_sha="0" * 64)
+
+
+def test_evaluate_reports_a_corrupt_adapter_in_one_line(trained: Path, tmp_path: Path) -> None:
+    bad = _adapter_copy(trained, tmp_path / "bad")
+    (bad / "adapter_model.safetensors").write_bytes(b"\x00" * 10)
+    proc = run_cli("slmforge-evaluate", "model=tiny", "debug=fast", "logger=none", f"adapter_path={bad}",
+                   f"hydra.run.dir={tmp_path / 'ev'}", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert f"adapter_path={bad}" in line and "corrupt or truncated" in line
