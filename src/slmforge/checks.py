@@ -83,7 +83,6 @@ def check_run_config(cfg: DictConfig, run_dir: Path | None = None, *, training: 
         _check(problems, "train.warmup_ratio", t.get("warmup_ratio"), "[0,1)")
         _check(problems, "train.min_lr_ratio", t.get("min_lr_ratio"), "[0,1]")
         _check(problems, "train.label_smoothing", t.get("label_smoothing"), "[0,1)")
-        _check(problems, "train.max_length", t.get("max_length"), ">=1", kind=int)
         _check(problems, "train.checkpoint_every_n_steps", t.get("checkpoint_every_n_steps"), ">=1", kind=int)
         if t.get("grad_clip") not in (None, 0, 0.0):
             _check(problems, "train.grad_clip", t.get("grad_clip"), ">0")
@@ -105,6 +104,8 @@ def check_run_config(cfg: DictConfig, run_dir: Path | None = None, *, training: 
             problems.append(
                 "adapter.target_modules is empty; name the layers to adapt (e.g. [q_proj, v_proj])"
             )
+    if "task" in cfg and cfg.task.get("max_length") is not None:
+        _check(problems, "task.max_length", cfg.task.get("max_length"), ">=1", kind=int)
     if "eval" in cfg:
         e = cfg.eval
         _check(problems, "eval.batch_size", e.get("batch_size"), ">=1", kind=int)

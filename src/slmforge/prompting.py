@@ -7,6 +7,7 @@ tokenizer's chat template when it has one, and a plain ``### Input / ### Output`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 Message = dict[str, str]
@@ -45,3 +46,20 @@ def prompt_token_ids(
 
     prompt = render_prompt(tokenizer, task.messages(example, shots_for(shots, example)))
     return fit_prompt(tokenizer(prompt, add_special_tokens=False)["input_ids"], max_tokens)
+
+
+def count_truncated(
+    tokenizer: Any, task: Any, examples: Sequence[dict[str, Any]], shots: Any, max_tokens: int
+) -> int:
+    """How many of ``examples`` have a prompt longer than ``max_tokens`` (cut by :func:`fit_prompt`)."""
+    from slmforge.prediction.shots import shots_for
+
+    return sum(
+        len(
+            tokenizer(
+                render_prompt(tokenizer, task.messages(ex, shots_for(shots, ex))), add_special_tokens=False
+            )["input_ids"]
+        )
+        > max_tokens
+        for ex in examples
+    )

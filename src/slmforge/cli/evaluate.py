@@ -60,11 +60,13 @@ def merge_training_run(cfg: DictConfig, overrides: list[str] | None = None) -> D
     ours = OmegaConf.to_container(cfg.paths, resolve=False).get("shared_data")
     if old_shared is not None and str(ours).startswith("${oc.env:"):
         merged.paths.shared_data = old_shared
-    mine = [
-        o.lstrip("+")
-        for o in (overrides if overrides is not None else job_overrides())
-        if "=" in o and o.lstrip("+").split("=", 1)[0].split(".")[0] in _FROM_RUN
-    ]
+    # Key overrides (data.test_path=..., seed=3) are re-applied; group choices (model=tiny) are not: the run's
+    # own model/data/task win, a group name is not a value.
+    mine = []
+    for o in overrides if overrides is not None else job_overrides():
+        key = o.lstrip("+").split("=", 1)[0]
+        if "=" in o and key.split(".")[0] in _FROM_RUN and ("." in key or key == "seed"):
+            mine.append(o.lstrip("+"))
     if mine:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(mine))
     if not cfg.get("adapter_path"):

@@ -47,7 +47,17 @@ def print_summary(summary: dict[str, Any], records: dict[str, ResultsRecord], ru
             f"{t['trainable_params']:,} trainable of {t['total_params']:,} params; peak memory "
             f"{summary.get('peak_memory_mb', 0):,.0f} MB"
         )
+    if t.get("truncated_prompts"):
+        console.print(
+            f"[yellow]{t['truncated_prompts']} of {t['train_rows']} training prompts were cut to task.max_length="
+            f"{t.get('max_length')}[/yellow]"
+        )
     for name, r in records.items():
+        cut = (r.predictor.get("prompts") or {}).get("truncated")
+        if cut:
+            console.print(
+                f"[yellow]{name}: {cut} of {r.n} {r.split} prompts were cut to {r.predictor['prompts']['max_tokens']} tokens[/yellow]"
+            )
         for w in r.warnings:
             console.print(f"[bold red]warning[/bold red] ({name}): {w}")
     console.print(f"outputs: {run_dir} (metrics.json, predictors/*/results.json, adapter/, checkpoints/)")

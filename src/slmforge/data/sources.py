@@ -231,11 +231,12 @@ def load_splits(spec: DataSpec | dict[str, Any]) -> DatasetSplits:
     # overall caps; split i draws with seed + i, so each split's sample never depends on another's settings.
     for i, split in enumerate(SPLITS):
         k = getattr(spec, f"per_label_{split}")
-        if k:
-            if "label" not in rows[split][0]:
+        if k is not None:
+            target = _target_key(spec)[0]
+            if target != "label":
                 raise DataError(
                     f"data '{spec.name}': data.per_label_{split}={k} needs labelled rows, but this data's target "
-                    f"is '{_target_key(spec)[0]}'; use data.max_{split}_examples to subsample it"
+                    f"is '{target}'; use data.max_{split}_examples to subsample it"
                 )
             rows[split] = _per_label(rows[split], int(k), spec.seed + i)
         rows[split] = _subsample(rows[split], getattr(spec, f"max_{split}_examples"), spec.seed + i)

@@ -15,7 +15,7 @@ import importlib.util
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,11 @@ def _finish_tokenizer(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
 
 
 def _gguf_path(spec: ModelSpec) -> Path:
+    if spec.gguf_file and not spec.gguf_package and Path(spec.gguf_file).is_absolute():
+        path = Path(spec.gguf_file)  # a file given directly (model.pretrained=/path/model.gguf)
+        if not path.exists():
+            raise ModelLoadError(f"model '{spec.name}': GGUF file not found at {path}")
+        return path
     if not spec.gguf_package or not spec.gguf_file:
         raise ModelLoadError(f"model '{spec.name}': source=gguf needs model.gguf_package and model.gguf_file")
     found = importlib.util.find_spec(spec.gguf_package)
@@ -212,6 +217,30 @@ _SMOLLM2_GGUF = {
 }
 
 
+def _honour_pretrained(spec: ModelSpec) -> ModelSpec:
+    """``model.pretrained`` (the form Hydra suggests: ``+model.pretrained=...``) is honoured for every model
+    kind or refused, never silently ignored: a ``.gguf`` file replaces a GGUF model's packaged file; a
+    folder or hub id needs a hub model config; the tiny model has no pretrained weights."""
+    if not spec.pretrained or spec.source == "hub":
+        return spec
+    path = Path(spec.pretrained).expanduser()
+    if spec.source == "gguf" and path.suffix == ".gguf":
+        if not path.exists():
+            raise ModelLoadError(f"model.pretrained={spec.pretrained}: no such GGUF file")
+        return replace(spec, gguf_file=str(path.resolve()), gguf_package=None)
+    if spec.source == "tiny":
+        raise ModelLoadError(
+            f"model.pretrained={spec.pretrained}: model '{spec.name}' is a randomly initialised test model and "
+            f"loads no weights; use a hub model config with it (e.g. model=smollm2-135m-hub "
+            f"model.pretrained={spec.pretrained})"
+        )
+    raise ModelLoadError(
+        f"model.pretrained={spec.pretrained}: model '{spec.name}' loads from a GGUF file (model.gguf_file); "
+        f"pass a .gguf file here, or load a Hugging Face folder or hub id with a hub config "
+        f"(e.g. model=smollm2-135m-hub model.pretrained={spec.pretrained})"
+    )
+
+
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     """The tokenizer alone (cheap once the GGUF cache exists)."""
     if spec.source == "gguf":
@@ -238,6 +267,7 @@ def load_model(spec: ModelSpec | dict[str, Any]) -> LoadedModel:
     loaders = {"gguf": _load_gguf, "hub": _load_hub, "tiny": _load_tiny}
     if spec.source not in loaders:
         raise ModelLoadError(f"model.source={spec.source} is not one of {sorted(loaders)}")
+    spec = _honour_pretrained(spec)
     model, tok = loaders[spec.source](spec, dtype)
     model.config.pad_token_id = _finish_tokenizer(tok).pad_token_id
     return LoadedModel(model=model, tokenizer=tok, spec=spec)

@@ -95,7 +95,7 @@ class GenerationPredictor:
         constrained: bool = False,
         shots: Sequence[dict[str, Any]] | Callable[[dict[str, Any]], Sequence[dict[str, Any]]] = (),
         stop_at_json_end: bool = True,
-        max_prompt_tokens: int = 2048,
+        max_prompt_tokens: int | None = None,
         constraint_options: dict[str, Any] | None = None,
         name: str = "local",
         constraint: Any | None = None,
@@ -157,7 +157,13 @@ class GenerationPredictor:
         return out
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
-        return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
+        return prompt_token_ids(
+            self.tokenizer,
+            self.task,
+            example,
+            self.shots,
+            self.max_prompt_tokens or self.task.max_prompt_tokens,
+        )
 
     # ------------------------------------------------------------------ decoding
 

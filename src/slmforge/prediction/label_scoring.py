@@ -88,7 +88,7 @@ class LabelScorer:
         tokenizer: Any,
         task: Task,
         batch_size: int = 16,
-        max_prompt_tokens: int = 1024,
+        max_prompt_tokens: int | None = None,
         shots: Sequence[dict[str, Any]] = (),
         name: str = "local",
         prefix_cache: bool = True,
@@ -114,7 +114,13 @@ class LabelScorer:
         }
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
-        return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
+        return prompt_token_ids(
+            self.tokenizer,
+            self.task,
+            example,
+            self.shots,
+            self.max_prompt_tokens or self.task.max_prompt_tokens,
+        )
 
     @torch.no_grad()
     def score_batch(self, prompts: list[list[int]], labels: Sequence[int] | None = None) -> torch.Tensor:

@@ -110,7 +110,7 @@ class LabelTriePredictor(GenerationPredictor):
         task: Task,
         batch_size: int = 16,
         shots: Any = (),
-        max_prompt_tokens: int = 1024,
+        max_prompt_tokens: int | None = None,
         prefix_cache: bool = True,
         name: str = "local",
         exact: bool = True,

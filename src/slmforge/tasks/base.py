@@ -50,7 +50,8 @@ class PredictionProtocol:
     ``text``; messages(example, shots) -> chat messages; parse(raw) -> (prediction, details);
     labels: the label set (classification); schema: the extraction schema (constrained decoding);
     max_new_tokens: the task's output length bound (None: the predictor's default); value_bounds: per-field
-    length bounds learned from training data (constrained decoding).
+    length bounds learned from training data (constrained decoding); max_prompt_tokens: the prompt budget
+    (``task.max_length`` minus the longest answer), the same cut training rows get.
     """
 
     name: str
@@ -62,6 +63,7 @@ class PredictionProtocol:
     schema: Any | None = None
     max_new_tokens: int | None = None
     value_bounds: dict[str, int] = field(default_factory=dict)
+    max_prompt_tokens: int = 512
 
 
 class Task(ABC):
@@ -73,9 +75,15 @@ class Task(ABC):
     output_format: str = "text"
     higher_is_better: bool = True  # of the primary metric
 
-    def __init__(self, system_prompt: str | None = None, instruction: str = "") -> None:
+    def __init__(
+        self, system_prompt: str | None = None, instruction: str = "", max_length: int = 512
+    ) -> None:
         self.system_prompt = system_prompt
         self.instruction = instruction
+        # The one length rule: a training row (prompt + answer) fits max_length tokens, the prompt cut in the
+        # middle when it does not; a prediction prompt gets the same budget less the longest answer.
+        self.max_length = int(max_length)
+        self.answer_tokens = 0
 
     def setup(self, train: Sequence[dict[str, Any]], others: dict[str, Sequence[dict[str, Any]]]) -> None:  # noqa: B027
         """Learn what the task needs from the training data (labels, length bounds) and validate others."""
@@ -117,8 +125,17 @@ class Task(ABC):
         return "accuracy"
 
     def set_length_bound(self, tokenizer: Any, train: Sequence[dict[str, Any]]) -> int | None:
-        """Learn the output length bound from the training targets (generation tasks); None: no bound."""
+        """Learn the output length bound from the training targets: tokens of the longest target + EOS (the
+        prompt budget at prediction is ``max_length`` minus this). Generation tasks also stop there."""
+        targets = {self.target(ex) for ex in train}
+        self.answer_tokens = max(
+            (len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in targets), default=1
+        )
         return None
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return max(16, self.max_length - self.answer_tokens)
 
     def row_details(self, raw: str, gold: Any) -> dict[str, Any]:
         """Per-row details of a free-text output for ``predictions.jsonl`` (extraction: per-field verdicts)."""
@@ -133,6 +150,7 @@ class Task(ABC):
             output_format=self.output_format,
             messages=self.messages,
             parse=self.parse,
+            max_prompt_tokens=self.max_prompt_tokens,
         )
 
     def describe(self) -> dict[str, Any]:

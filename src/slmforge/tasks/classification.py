@@ -6,7 +6,9 @@ Local models never parse free text here: they score every allowed label (see
 
 from __future__ import annotations
 
+import logging
 import re
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -16,6 +18,10 @@ import torch
 from slmforge.metrics.classification import ClassificationMetrics
 from slmforge.records import PredictionRow
 from slmforge.tasks.base import PredictionProtocol, Task, TaskError
+
+log = logging.getLogger("slmforge")
+
+LABEL_VARIANT_POLICIES = ("warn", "merge", "keep")
 
 
 class ClassificationTask(Task):
@@ -37,13 +43,22 @@ class ClassificationTask(Task):
         system_prompt: str | None = None,
         instruction: str = "Classify the text. Answer with the label only.",
         label_descriptions: dict[str, str] | None = None,
+        label_variants: str = "warn",
+        max_length: int = 512,
     ) -> None:
-        super().__init__(system_prompt=system_prompt, instruction=instruction)
+        super().__init__(system_prompt=system_prompt, instruction=instruction, max_length=max_length)
+        if label_variants not in LABEL_VARIANT_POLICIES:
+            raise TaskError(
+                f"task.label_variants={label_variants} is not one of {list(LABEL_VARIANT_POLICIES)}"
+            )
+        self.label_variants = label_variants
+        self.label_mapping: dict[str, str] = {}
         self.labels: list[str] = [str(x) for x in labels] if labels else []
         self.label_list_in_prompt = label_list_in_prompt
         self.label_descriptions = dict(label_descriptions or {})
 
     def setup(self, train: Sequence[dict[str, Any]], others: dict[str, Sequence[dict[str, Any]]]) -> None:
+        self._label_variants({"train": train, **others})
         train_labels = sorted({ex["label"] for ex in train})
         if not self.labels:
             self.labels = train_labels
@@ -59,6 +74,39 @@ class ClassificationTask(Task):
                     f"label it never saw. Add them to the training data, drop those rows, or list all "
                     f"labels in task.labels=[...]"
                 )
+
+    def _label_variants(self, splits: dict[str, Sequence[dict[str, Any]]]) -> None:
+        """Labels that differ only by case or surrounding whitespace (``billing``, ``Billing ``) are one class
+        written two ways far more often than two classes: reported (``warn``), merged onto the most frequent
+        spelling with the mapping printed (``merge``), or left alone (``keep``)."""
+        counts = Counter(ex["label"] for rows in splits.values() for ex in rows)
+        groups: dict[str, list[str]] = defaultdict(list)
+        for label in counts:
+            groups[label.strip().casefold()].append(label)
+        in_train = Counter(ex["label"] for ex in splits.get("train", ()))
+        # The canonical spelling: the most frequent in training, then overall, then the first in sort order.
+        variants = {
+            k: sorted(v, key=lambda x: (-in_train[x], -counts[x], x)) for k, v in groups.items() if len(v) > 1
+        }
+        if not variants or self.label_variants == "keep":
+            return
+        shown = "; ".join(" | ".join(repr(x) for x in v) for v in list(variants.values())[:5])
+        if self.label_variants == "warn":
+            log.warning(
+                "labels that differ only by case or whitespace are separate classes: %s. Merge them with "
+                "task.label_variants=merge (or task.label_variants=keep to silence this)",
+                shown,
+            )
+            return
+        self.label_mapping = {x: v[0] for v in variants.values() for x in v[1:]}
+        for rows in splits.values():
+            for ex in rows:
+                ex["label"] = self.label_mapping.get(ex["label"], ex["label"])
+        if self.labels:
+            self.labels = list(dict.fromkeys(self.label_mapping.get(x, x) for x in self.labels))
+        log.warning(
+            "merged label variants: %s", ", ".join(f"{k!r} -> {v!r}" for k, v in self.label_mapping.items())
+        )
 
     def user_content(self, example: dict[str, Any]) -> str:
         parts = [self.instruction]
@@ -131,7 +179,12 @@ class ClassificationTask(Task):
         return replace(super().protocol(), labels=tuple(self.labels) or None)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "labels": self.labels, "n_labels": len(self.labels)}
+        return {
+            **super().describe(),
+            "label_mapping": self.label_mapping,
+            "labels": self.labels,
+            "n_labels": len(self.labels),
+        }
 
 
 def _f1_from_strings(rows: Sequence[PredictionRow], labels: list[str]) -> dict[str, Any]:

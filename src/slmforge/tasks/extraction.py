@@ -57,8 +57,9 @@ class ExtractionTask(Task):
         normalization: Normalization | Mapping[str, Any] | None = None,
         system_prompt: str | None = None,
         instruction: str = "Extract the fields below from the document. Reply with one JSON object only.",
+        max_length: int = 512,
     ) -> None:
-        super().__init__(system_prompt=system_prompt, instruction=instruction)
+        super().__init__(system_prompt=system_prompt, instruction=instruction, max_length=max_length)
         if isinstance(schema, Schema):
             self.schema = schema
         else:
@@ -109,6 +110,7 @@ class ExtractionTask(Task):
     def set_length_bound(self, tokenizer: Any, train: Sequence[dict[str, Any]]) -> int:
         """Set (and return) ``max_new_tokens`` = longest training target in tokens + EOS + 8."""
         self.max_new_tokens = target_length_bound(self, tokenizer, train)
+        self.answer_tokens = self.max_new_tokens
         return self.max_new_tokens
 
     def protocol(self) -> PredictionProtocol:

@@ -71,8 +71,9 @@ class GenerationTask(Task):
         instruction: str = "Write the output for the input below.",
         system_prompt: str | None = None,
         constraints_in_prompt: bool = True,
+        max_length: int = 512,
     ) -> None:
-        super().__init__(system_prompt=system_prompt, instruction=instruction)
+        super().__init__(system_prompt=system_prompt, instruction=instruction, max_length=max_length)
         self.constraints = options_from_config(Constraints, constraints, "constraints", _prepare_constraints)
         self.required_phrases_field = required_phrases_field
         self.constraints_in_prompt = constraints_in_prompt
@@ -100,6 +101,7 @@ class GenerationTask(Task):
     def set_length_bound(self, tokenizer: Any, train: Sequence[dict[str, Any]]) -> int:
         """Set (and return) ``max_new_tokens`` = longest training target in tokens + EOS + 8."""
         self.max_new_tokens = target_length_bound(self, tokenizer, train)
+        self.answer_tokens = self.max_new_tokens
         return self.max_new_tokens
 
     def example_phrases(self, example: Mapping[str, Any]) -> list[str]:

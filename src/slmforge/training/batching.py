@@ -31,6 +31,7 @@ IGNORE_INDEX = -100
 class EncodedRow:
     input_ids: list[int]
     labels: list[int]
+    truncated: bool = False  # the prompt was cut to fit (counted and reported per run)
 
     @property
     def n_supervised(self) -> int:
@@ -47,8 +48,13 @@ def encode_example(
     target_ids = tokenizer(task.target(example), add_special_tokens=False)["input_ids"] + [
         tokenizer.eos_token_id
     ]
+    full = len(prompt_ids)
     prompt_ids = fit_prompt(prompt_ids, max_length - len(target_ids))
-    return EncodedRow(prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids)
+    return EncodedRow(
+        prompt_ids + target_ids,
+        [IGNORE_INDEX] * len(prompt_ids) + target_ids,
+        truncated=len(prompt_ids) < full,
+    )
 
 
 def pad_rows(rows: Sequence[EncodedRow], pad_id: int, multiple_of: int = 1) -> dict[str, torch.Tensor]:

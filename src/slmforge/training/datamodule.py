@@ -72,6 +72,7 @@ class SLMDataModule(L.LightningDataModule):
             "max_tokens": max(lengths),
             "supervised_tokens": sum(r.n_supervised for r in self.rows),
             "tokens": sum(lengths),
+            "truncated_prompts": sum(r.truncated for r in self.rows),
         }
 
     def train_dataloader(self) -> DataLoader:

@@ -114,7 +114,7 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     datamodule = SLMDataModule(
         task, lm.tokenizer, setup.splits.train, setup.splits.validation,
         micro_batch_size=int(tcfg.micro_batch_size), accumulate=int(tcfg.accumulate),
-        max_length=int(tcfg.max_length), pad_multiple=int(setup.hardware.get("pad_multiple", 1)),
+        max_length=task.max_length, pad_multiple=int(setup.hardware.get("pad_multiple", 1)),
         group_by_length=bool(tcfg.group_by_length), eval_batch_size=int(ecfg.batch_size), seed=int(cfg.seed),
     )  # fmt: skip
     val_predictor = setup.predictor()  # a fresh one: it runs the adapted model
@@ -185,6 +185,8 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "tokens_per_s": round(module.tokens_seen / max(module.train_time_s, 1e-9), 1),
         "train_rows": stats["train_rows"],
         "mean_tokens_per_row": round(stats["mean_tokens"], 1),
+        "truncated_prompts": int(stats["truncated_prompts"]),
+        "max_length": task.max_length,
         "trainable_params": n_trainable,
         "total_params": n_total,
         "precision": str(setup.hardware["trainer"].get("precision")),
