@@ -229,3 +229,20 @@ def test_the_prediction_budget_is_the_training_budget_less_the_longest_answer() 
     assert task.max_prompt_tokens == 48 - longest == task.protocol().max_prompt_tokens
     row = encode_example(task, tok, {"text": "word " * 200, "label": "technical support"}, task.max_length)
     assert row.truncated and len(row.input_ids) == 48  # the longest answer fills the budget exactly
+
+
+def test_malformed_and_empty_data_files_have_their_own_messages(tmp_path: Path) -> None:
+    rows = [json.dumps({"text": f"text {i}", "label": "ab"[i % 2]}) for i in range(40)]
+    rows[30] = '{"text": "broken", "label": '  # line 31
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(rows) + "\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    proc = run_cli("slmforge-train", *FAST, "data=jsonl", f"data.train_path={bad}", f"data.test_path={bad}",
+                   f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)  # fmt: skip
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and f"{bad} line 31 is not valid JSON (Expecting value at column" in line
+    proc = run_cli("slmforge-train", *FAST, "data=jsonl", f"data.train_path={empty}", f"data.test_path={bad}",
+                   f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path)  # fmt: skip
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and f"train file {empty} is empty (0 bytes)" in line

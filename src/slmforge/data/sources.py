@@ -92,11 +92,45 @@ def _load_file(path_str: str, spec: DataSpec, split: str) -> list[dict[str, Any]
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(f"data '{spec.name}': {path} has an unknown extension; use one of {sorted(_FORMATS)}")
+    if path.stat().st_size == 0:
+        raise DataError(
+            f"data '{spec.name}': {split} file {path} is empty (0 bytes); point data.{split}_path at the file "
+            f"with your examples"
+        )
+    if path.suffix.lower() == ".jsonl":
+        return _read_jsonl(path, spec, split)
     try:
         ds = datasets.load_dataset(fmt, data_files=str(path), split="train")
     except Exception as e:  # datasets wraps parse errors in several exception types
-        raise DataError(f"data '{spec.name}': could not read {path} as {fmt}: {e}") from e
+        cause = e.__cause__ or e.__context__ or e
+        raise DataError(f"data '{spec.name}': could not read {path} as {fmt}: {cause}") from e
     return [dict(r) for r in ds]
+
+
+def _read_jsonl(path: Path, spec: DataSpec, split: str) -> list[dict[str, Any]]:
+    """One JSON object per line, read here rather than by ``datasets`` so that a bad line is reported by
+    its 1-based line number and JSON error (``datasets`` reports a 0-based row and drops the cause)."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"data '{spec.name}': {path} line {lineno} is not valid JSON ({e.msg} at column {e.colno}); "
+                    f"fix or remove that line"
+                ) from e
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"data '{spec.name}': {path} line {lineno} is a JSON {type(row).__name__}, not an object "
+                    f'with fields (e.g. {{"text": ..., "label": ...}})'
+                )
+            rows.append(row)
+    if not rows:
+        raise DataError(f"data '{spec.name}': {split} file {path} has no rows (only blank lines)")
+    return rows
 
 
 def _load_hub(spec: DataSpec) -> dict[str, list[dict[str, Any]]]:
