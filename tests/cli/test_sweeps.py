@@ -1,8 +1,13 @@
-"""Optuna search through the real CLI: trials run as separate jobs and the best parameters are written."""
+"""Sweeps through the real CLI: Optuna trials run as separate jobs and the best parameters are written; a job
+that fails with a user error is recorded and the other jobs still run."""
 
 from __future__ import annotations
 
+import json
+
 import yaml
+
+from slmforge.records import read_results
 
 from clihelp import FAST, run_cli
 
@@ -26,3 +31,29 @@ def test_optuna_search_runs_trials_and_reports_best(tmp_path):
     assert 0.0 <= best["best_value"] <= 1.0
     trials = [p for p in sweep.iterdir() if (p / "metrics.json").exists()]
     assert len(trials) == 2
+
+
+def test_a_failed_sweep_job_is_recorded_and_the_others_still_run(tmp_path):
+    # smollm2-360m is a hub model: offline and not cached, loading it is a user error (ModelLoadError). It is
+    # the second job, so the tiny job before it must finish, and the sweep must end with code 2.
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "slmforge-train", "-m", "model=tiny,smollm2-360m", "debug=fast", "eval.zero_shot=false", "logger=none",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: model 'smollm2-360m'"), proc.stderr[-3000:]
+    ok = sweep / "0_tiny-lora-tickets_debug=fast,eval.zero_shot=False,logger=none"
+    assert read_results(ok / "predictors" / "finetuned").n == 8
+    assert (ok / "metrics.json").is_file() and not (ok / "failed.json").exists()
+    [failed] = [p.parent for p in sweep.glob("*/failed.json")]
+    assert failed.name == "1_smollm2-360m-lora-tickets_debug=fast,eval.zero_shot=False,logger=none"
+    info = json.loads((failed / "failed.json").read_text())
+    assert info["error_type"] == "ModelLoadError"
+    assert info["error"].startswith("model 'smollm2-360m'")
+    assert info["overrides"] == ["model=smollm2-360m", "debug=fast", "eval.zero_shot=False", "logger=none"]
+    # The summary at the end names the failed job and its error.
+    assert f"sweep: 1 job(s) failed in {sweep}" in proc.stderr
+    assert f"  {failed.name}: model 'smollm2-360m'" in proc.stderr

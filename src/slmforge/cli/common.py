@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
+from slmforge.cli.sweep_callback import in_multirun, record_failed_job
 from slmforge.errors import EXIT_USER_ERROR, SlmforgeError, user_error_message
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,7 +59,9 @@ def run_dir_of(cfg: DictConfig) -> Path:
 def command(fn: F) -> F:
     """Wrap a command's body: benign warnings filtered, W&B closed in ``finally`` (each multirun job its
     own run), user errors as one ``error: ...`` line with exit code 2, and a run folder that a failed
-    command left empty (only Hydra's bookkeeping) removed."""
+    command left empty (only Hydra's bookkeeping) removed. In a multirun a user error ends only its job:
+    the job writes ``failed.json`` and returns None, and the sweep's summary exits with code 2 at its end
+    (an exit here would cancel the jobs not yet run)."""
 
     @wraps(fn)
     def wrapper(cfg: DictConfig, *args: Any, **kwargs: Any) -> Any:
@@ -67,8 +70,11 @@ def command(fn: F) -> F:
             return fn(cfg, *args, **kwargs)
         except SlmforgeError as e:
             _finish_tracking()
-            _remove_if_empty(cfg)
             print(f"error: {user_error_message(e)}", file=sys.stderr, flush=True)
+            if in_multirun():
+                record_failed_job(run_dir_of(cfg), e)
+                return None
+            _remove_if_empty(cfg)
             raise SystemExit(EXIT_USER_ERROR) from None
         finally:
             _finish_tracking()

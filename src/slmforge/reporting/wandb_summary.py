@@ -2,23 +2,65 @@
 
 Offline by default (the run is written under ``WANDB_DIR`` and can be ``wandb sync``-ed later). Online,
 and only when the optional ``wandb-workspaces`` package is installed, a W&B Report page is also built
-from the logged table and images; anything that goes wrong there is logged, never fatal, because the
-local report.md/report.html are the primary output.
+from the logged table and images. Online logging falls back to offline, and any W&B failure is warned once
+and never fatal (:mod:`slmforge.tracking`), because the local report.md/report.html are the primary output.
+
+The run is named after what it summarises (``report-<run folder>``) and joins the W&B group of the runs it
+summarises (:func:`runs_group`), so that it sits next to them in the W&B UI.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import yaml
+from omegaconf import OmegaConf
+
+from slmforge.cli.sweep_callback import sweep_group
+from slmforge.records import RESOLVED_CONFIG_FILE
+from slmforge.tracking import wandb_mode, warn_wandb_failure
+
+if TYPE_CHECKING:
+    from slmforge.records import ResultsRecord
 
 log = logging.getLogger(__name__)
 
 TABLE_KEY = "leaderboard"
+DEFAULT_GROUP = "report"
+
+
+def report_run_name(runs: Sequence[str | Path]) -> str:
+    """``report-<folder>`` after the run or sweep folders a report summarises (``+``-joined, capped)."""
+    return ("report-" + "+".join(Path(str(r)).resolve().name for r in runs))[:128]
+
+
+def runs_group(records: Sequence[ResultsRecord]) -> str:
+    """The W&B group the records' runs logged to when they share one, else ``report``.
+
+    Read from each record's run folder (its resolved config and ``.hydra/hydra.yaml``), the same way the run
+    chose it (:func:`~slmforge.cli.sweep_callback.sweep_group`); runs that logged no W&B run are ignored.
+    """
+    groups = {g for g in map(_logged_group, records) if g}
+    return groups.pop() if len(groups) == 1 else DEFAULT_GROUP
+
+
+def _logged_group(record: ResultsRecord) -> str | None:
+    if not record.config_path:
+        return None
+    run_dir = Path(record.config_path).parent.parent  # <run dir>/.hydra/config.yaml
+    try:
+        cfg = OmegaConf.load(run_dir / RESOLVED_CONFIG_FILE)
+        hydra_cfg = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml").get("hydra")
+    except (OSError, ValueError, yaml.YAMLError):  # an unreadable run folder: its group is unknown
+        return None
+    group = OmegaConf.select(cfg, "logger.wandb.group", default=None)
+    if not group or hydra_cfg is None:
+        return str(group) if group else None
+    return sweep_group(str(group), hydra_cfg)
 
 
 def _table_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -41,6 +83,7 @@ def log_report_to_wandb(
     mode: str | None = "offline",
     entity: str | None = None,
     name: str | None = None,
+    group: str | None = None,
     config: Mapping[str, Any] | None = None,
     report_files: Mapping[str, str | Path] | None = None,
     build_report: bool = True,
@@ -48,27 +91,31 @@ def log_report_to_wandb(
 ) -> str | None:
     """Log one summary run and return its directory (offline) or URL (online); None if W&B failed.
 
-    ``mode`` is W&B's: ``offline``, ``online`` or ``disabled``; ``None`` defers to ``WANDB_MODE``.
+    ``mode`` is W&B's: ``offline``, ``online`` or ``disabled``; ``None`` defers to ``WANDB_MODE``; online
+    without a login or a reachable server logs offline (one warning). ``name``/``group``: the run's name and
+    W&B group (see :func:`report_run_name`, :func:`runs_group`).
     ``directory``: where the run's ``wandb/`` folder goes (the report's directory, so the run lives with
     the report rather than in whatever directory the command ran from); ``None``: W&B's default.
     """
     import wandb
 
-    mode = mode or os.environ.get("WANDB_MODE", "offline")
+    mode = wandb_mode(mode, Path(directory or ".") / "wandb")
     try:
         run = wandb.init(
             project=project,
             entity=entity,
             name=name,
+            group=group,
             job_type="report",
             mode=mode,  # type: ignore[arg-type]
             config=dict(config or {}),
             reinit="finish_previous",
             dir=str(directory) if directory is not None else None,
         )
-    except Exception as e:  # no login / no network: the local report is still complete
-        log.warning("W&B summary run not logged (%s: %s)", type(e).__name__, e)
+    except Exception as e:  # the local report is complete without it
+        warn_wandb_failure("starting the report run", e)
         return None
+    where: str | None = None
     try:
         run.log({TABLE_KEY: wandb.Table(dataframe=_table_frame(df))})
         run.log({f"plots/{key}": wandb.Image(str(path), caption=key) for key, path in plots.items()})
@@ -88,8 +135,14 @@ def log_report_to_wandb(
             _build_wandb_report(run, project, entity, recommendation_text, list(plots))
         elif build_report:
             log.info("W&B Report page skipped: W&B is %s (needs WANDB_MODE=online)", mode)
+    except Exception as e:  # the local report is complete without it
+        warn_wandb_failure("logging the report", e)
+        where = None
     finally:
-        wandb.finish()
+        try:
+            wandb.finish()
+        except Exception as e:
+            warn_wandb_failure("closing the report run", e)
     return where
 
 

@@ -1,0 +1,135 @@
+"""What a Hydra multirun adds to every command: legible job names, and failed jobs recorded instead of
+ending the sweep, with a summary of them at its end.
+
+* Names. A sweep job's folder (``hydra.sweep.subdir`` in conf/hydra/default.yaml), its W&B run and its adapter
+  artifact are named after the run name plus the job's overrides (Hydra's ``override_dirname``, made file-name
+  safe), so that the jobs of ``-m adapter.r=4,8`` read apart. Keys the run name already shows (model, data,
+  adapter, ...) are left out (``hydra.job.config.override_dirname.exclude_keys``). All jobs of one sweep
+  share one W&B group of their own: the configured group plus the sweep folder's name (its timestamp).
+* Failures. A user error in one job (a model that cannot load offline, a bad data file) must not cancel the
+  jobs after it: :func:`record_failed_job` writes ``failed.json`` into the job's folder and the job ends
+  normally; :class:`SweepSummary` lists those files when the sweep ends and exits with code 2.
+
+Import-light (omegaconf and hydra only): every command imports it through ``slmforge.cli.common``, which
+also registers the ``${slmforge.job_suffix:...}`` resolver that the sweep subdir uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from slmforge.errors import EXIT_USER_ERROR, user_error_message
+
+FAILED_FILE = "failed.json"
+_MAX_SLUG = 100  # characters of overrides in a name; longer ones keep a prefix and a hash of the whole
+
+
+def hydra_config() -> Any | None:
+    """This job's ``hydra`` config node, or None outside ``@hydra.main`` (tests composing configs)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return HydraConfig.get()
+    except ValueError:
+        return None
+
+
+def is_multirun(hydra_cfg: Any | None) -> bool:
+    """Whether a ``hydra`` node (live, or loaded from a run's ``.hydra/hydra.yaml``) is a multirun job's."""
+    mode = hydra_cfg.get("mode") if hydra_cfg is not None else None
+    return getattr(mode, "name", mode) == "MULTIRUN"
+
+
+def job_suffix(override_dirname: str | None) -> str:
+    """``_<overrides>`` as a file-name-safe name part, or ``""`` for a job without overrides."""
+    slug = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", str(override_dirname or "")).strip("-")
+    if len(slug) > _MAX_SLUG:
+        slug = f"{slug[: _MAX_SLUG - 9]}-{hashlib.sha1(slug.encode()).hexdigest()[:8]}"
+    return f"_{slug}" if slug else ""
+
+
+if not OmegaConf.has_resolver("slmforge.job_suffix"):
+    OmegaConf.register_new_resolver("slmforge.job_suffix", job_suffix)
+
+
+def sweep_run_name(run_name: str) -> str:
+    """A W&B run's name: ``run_name``, plus the job's overrides in a multirun (its folder name, less the
+    job number)."""
+    hc = hydra_config()
+    if not is_multirun(hc):
+        return run_name
+    return run_name + job_suffix(hc.job.get("override_dirname"))
+
+
+def sweep_group(group: str | None, hydra_cfg: Any | None = None) -> str | None:
+    """A W&B group: as configured, except that each multirun gets its own, ``<group>-<sweep folder name>``,
+    so that a sweep's jobs are not mixed with every other run of the same command and data. A group given
+    on the command line (``logger.wandb.group=...``) is kept as it is."""
+    hc = hydra_cfg if hydra_cfg is not None else hydra_config()
+    if not group or not is_multirun(hc):
+        return group
+    if any(o.lstrip("+~").split("=", 1)[0] == "logger.wandb.group" for o in hc.overrides.task):
+        return group
+    return f"{group}-{Path(str(hc.runtime.output_dir)).parent.name}"
+
+
+def in_multirun() -> bool:
+    return is_multirun(hydra_config())
+
+
+def record_failed_job(job_dir: Path, error: BaseException) -> Path:
+    """``failed.json`` in a failed sweep job's folder: the error and the job's overrides."""
+    hc = hydra_config()
+    info = {
+        "error": user_error_message(error),
+        "error_type": type(error).__name__,
+        "overrides": list(hc.overrides.task) if hc is not None else [],
+    }
+    job_dir.mkdir(parents=True, exist_ok=True)
+    path = job_dir / FAILED_FILE
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    return path
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun: one line per job that failed with a user error, then exit code 2.
+
+    Jobs are found by their ``failed.json`` under the sweep folder (written by the job, in whatever process
+    or machine the launcher ran it); files already there when the sweep started are not this sweep's.
+    """
+
+    def __init__(self) -> None:
+        self._before: dict[Path, int] = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._before = _failed_files(Path(str(config.hydra.sweep.dir)))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        now = _failed_files(sweep_dir)
+        failed = sorted(p for p, mtime in now.items() if self._before.get(p) != mtime)
+        if not failed:
+            return
+        lines = [
+            f"sweep: {len(failed)} job(s) failed in {sweep_dir} (error and overrides in its {FAILED_FILE}):"
+        ]
+        for path in failed:
+            try:
+                error = str(json.loads(path.read_text()).get("error", ""))
+            except (OSError, ValueError):
+                error = "(unreadable)"
+            lines.append(f"  {path.parent.relative_to(sweep_dir)}: {error[:200]}")
+        print("\n".join(lines), file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def _failed_files(sweep_dir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in sweep_dir.rglob(FAILED_FILE)} if sweep_dir.is_dir() else {}
