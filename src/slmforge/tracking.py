@@ -232,6 +232,7 @@ def make_loggers(
     config: dict[str, Any],
     tags: list[str],
     job_type: str = "train",
+    resume_id: str | None = None,
 ) -> list[Logger]:
     """The configured loggers. The W&B run is named ``run_name`` (plus the job's overrides in a multirun),
     grouped by ``logger.wandb.group`` (one group per sweep in a multirun), and written under ``run_dir``."""
@@ -253,6 +254,8 @@ def make_loggers(
                     job_type=job_type,
                     config=config,
                     log_model=False,
+                    # a resumed training run continues its W&B run instead of starting another
+                    **({"id": resume_id, "resume": "allow"} if resume_id else {}),
                 )
             )
     if "csv" in cfg:
@@ -329,12 +332,15 @@ def log_adapter(loggers: list[Logger], adapter_dir: Path, name: str) -> None:
     lg.call("uploading the adapter", log_it)
 
 
-def finish() -> None:
-    """Close the W&B run (if any), so the next multirun job starts its own."""
+def finish(exit_code: int | None = None) -> None:
+    """Close the W&B run (if any), so the next multirun job starts its own. ``exit_code`` != 0 marks it as
+    failed/interrupted in W&B (130: interrupted by Ctrl-C)."""
     try:
         import wandb
 
         if wandb.run is not None:
-            wandb.finish()
+            if exit_code:
+                wandb.run.summary["slmforge/status"] = "interrupted" if exit_code == 130 else "failed"
+            wandb.finish(exit_code=exit_code)
     except Exception as e:  # tracking must never lose the local results
         warn_wandb_failure("closing the run", e)

@@ -246,3 +246,130 @@ def test_malformed_and_empty_data_files_have_their_own_messages(tmp_path: Path) 
                    f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path)  # fmt: skip
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode == 2 and f"train file {empty} is empty (0 bytes)" in line
+
+
+# ---- run folders: never silently overwritten, resumed as the same run --------------------------------------
+
+
+def _csv_steps(run_dir: Path) -> list[int]:
+    import csv
+
+    rows = csv.DictReader((run_dir / "csv/metrics.csv").open())
+    return [int(r["step"]) for r in rows if r.get("train/loss_step")]
+
+
+def test_a_run_folder_is_refused_overwritten_with_a_backup_or_resumed(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    base = [*FAST, "logger=csv", f"hydra.run.dir={run_dir}"]
+    assert run_cli("slmforge-train", *base, cwd=tmp_path).returncode == 0
+    saved = (run_dir / ".hydra/config.yaml").read_text()
+    zero = (run_dir / "predictors/zero_shot/results.json").read_text()
+
+    again = run_cli("slmforge-train", *base, "seed=1", cwd=tmp_path)
+    (line,) = [ln for ln in again.stderr.splitlines() if ln.startswith("error:")]
+    assert again.returncode == 2 and f"hydra.run.dir={run_dir} already holds a run" in line
+    assert "ckpt_path=last" in line and "overwrite=true" in line
+    assert (run_dir / ".hydra/config.yaml").read_text() == saved  # nothing changed, not even the saved config
+
+    changed = run_cli("slmforge-train", *base, "train.lr=1e-4", "ckpt_path=last", cwd=tmp_path)
+    assert changed.returncode == 2 and "resume refused" in changed.stderr and "['train.lr']" in changed.stderr
+
+    resumed = run_cli(
+        "slmforge-train", *base, "train.epochs=2", "train.max_steps=8", "ckpt_path=last", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _csv_steps(run_dir) == list(range(8))  # the history goes on, nothing deleted
+    assert (run_dir / "predictors/zero_shot/results.json").read_text() == zero  # kept, not re-run
+    assert (
+        run_dir / ".hydra/config.yaml"
+    ).read_text() == saved  # the run's config; the resume's is beside it
+    assert "train.max_steps=8" in (run_dir / ".hydra/resume-1/overrides.yaml").read_text()
+    rec = read_results(run_dir / "predictors/finetuned")
+    assert rec.training["steps"] == 8 and rec.training["resumed_from"] == str(
+        run_dir / "checkpoints/last.ckpt"
+    )
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # never a last-v1
+
+    over = run_cli("slmforge-train", *base, "overwrite=true", cwd=tmp_path)
+    assert over.returncode == 0, over.stderr[-3000:]
+    (backup,) = tmp_path.glob("r.backup-*")
+    assert read_results(backup / "predictors/finetuned").training["steps"] == 8  # the old run, moved aside
+    assert read_results(run_dir / "predictors/finetuned").training["steps"] == 4
+
+
+def test_a_second_concurrent_run_into_the_same_folder_fails_at_once(tmp_path: Path) -> None:
+    import fcntl
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    with (run_dir / ".lock").open("a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a live slmforge-train holds
+        f.write("4242")
+        f.flush()
+        proc = run_cli("slmforge-train", *FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 2 and "is in use by another slmforge process (pid 4242)" in proc.stderr
+    assert not (run_dir / "predictors").exists()
+
+
+def _start_training(tmp_path: Path, run_dir: Path, *extra: str, env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "slmforge-train"
+    args = [str(exe), "model=tiny", "debug=fast", "logger=csv", "eval.zero_shot=false", "train.max_steps=-1",
+            "train.epochs=50", "data.sizes.train=64", "data.max_train_examples=64", f"hydra.run.dir={run_dir}",
+            *extra]  # fmt: skip
+    return subprocess.Popen(args, cwd=tmp_path, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for(predicate, timeout: float = 120.0) -> None:
+    import time
+
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def test_kill_9_during_a_checkpoint_write_leaves_the_previous_checkpoint_usable(tmp_path: Path) -> None:
+    import signal
+
+    run_dir = tmp_path / "r"
+    ckpts = run_dir / "checkpoints"
+    proc = _start_training(tmp_path, run_dir, "train.checkpoint_every_n_steps=2",
+                           env={"SLMFORGE_TEST_CHECKPOINT_DELAY_S": "2"})  # fmt: skip
+    try:
+        # the first checkpoint lands, then the process is killed while the next one is half written
+        _wait_for(lambda: (ckpts / "last.ckpt").exists() and any(ckpts.glob(".last.ckpt.tmp*")))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        proc.kill()
+    step = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+    assert step >= 2
+    resumed = run_cli("slmforge-train", "model=tiny", "debug=fast", "logger=csv", "eval.zero_shot=false",
+                      "train.max_steps=-1", "train.epochs=50", "data.sizes.train=64", "data.max_train_examples=64",
+                      f"hydra.run.dir={run_dir}", "ckpt_path=last", "train.max_steps=" + str(step + 2),
+                      cwd=tmp_path)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert read_results(run_dir / "predictors/finetuned").training["steps"] == step + 2
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path: Path) -> None:
+    import signal
+
+    run_dir = tmp_path / "r"
+    proc = _start_training(tmp_path, run_dir, "train.checkpoint_every_n_steps=1")
+    try:
+        _wait_for(lambda: (run_dir / "checkpoints/last.ckpt").exists())
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted: the last checkpoint is in" in err
+    assert f"hydra.run.dir={run_dir} ckpt_path=last" in err and "Traceback" not in err

@@ -18,6 +18,7 @@ from slmforge.economics import (
     self_hosted_cost_per_request,
     training_cost,
 )
+from slmforge.errors import RecordError
 from slmforge.records import ResultsRecord, latency_summary
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -69,6 +70,20 @@ def test_cost_summary_api_record() -> None:
     assert s["monthly_usd"] == pytest.approx(14_500.0)  # 0.00145 * 10M
     assert s["per_1k_tokens_usd"] == pytest.approx(0.00145 / 520 * 1000)
     assert cost_summary(_record("api"), PRICING, monthly_requests=1000)["monthly_usd"] == pytest.approx(1.45)
+
+
+def test_an_api_run_without_replies_is_never_priced_free() -> None:
+    all_failed = _record(
+        "api",
+        tokens={"prompt_mean": float("nan"), "completion_mean": float("nan")},
+        requests={"attempted": 30, "failed": 10, "cached": 0, "budget": None, "coverage": 0.0},
+    )
+    with pytest.raises(RecordError, match=r"10 of its 10 requests failed.*not a free one"):
+        cost_summary(all_failed, PRICING)
+    # A record from before request accounting: zero tokens is no usage, not a free model.
+    no_usage = _record("api", tokens={"prompt_mean": 0.0, "completion_mean": 0.0})
+    with pytest.raises(RecordError, match="recorded no token usage"):
+        cost_summary(no_usage, PRICING)
 
 
 def test_cost_summary_local_record_uses_machine_and_throughput() -> None:

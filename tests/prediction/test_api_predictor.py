@@ -4,16 +4,20 @@ and the concurrency limit, each checked against the server's own request counter
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from slmforge.evaluation.runner import evaluate_split
 from slmforge.modeling.loading import LoadedModel, ModelSpec, load_model
 from slmforge.prediction.api import APIConfigError, APIPredictor, BudgetExceeded, is_loopback
 from slmforge.prediction.response_cache import ResponseCache, cache_key
 from slmforge.prompting import render_prompt
+from slmforge.records import read_predictions, read_results
+from slmforge.reporting import leaderboard, write_report
 from slmforge.serving import ServerHandle, start_server
 from slmforge.tasks.classification import ClassificationTask
 
@@ -285,6 +289,83 @@ def test_baseline_config_instantiates_with_the_task_injected(task, serve, tmp_pa
     assert isinstance(predictor, APIPredictor) and predictor.describe()["k"] == 1
     [p] = predictor.predict(EXAMPLES[:1])
     assert p.raw_output is not None and server.stats()["requests"] == 1
+
+
+def _evaluate(predictor: APIPredictor, task: ClassificationTask, out_dir, validation=None):
+    """The evaluation every command runs (results.json + predictions.jsonl), as ``slmforge-compare`` calls it
+    for an API baseline (no latency probe: each request is timed)."""
+    return evaluate_split(
+        predictor, task, EXAMPLES, name=predictor.name, split="test", out_dir=out_dir, latency_probe_n=0,
+        predictor_info={"kind": "api", "method": "api"}, data_info={"name": "fixture"},
+        validation_examples=validation,
+    )  # fmt: skip
+
+
+def test_api_record_has_request_latency_percentiles_also_from_the_cache(task, serve, tmp_path) -> None:
+    server = serve()
+    first, _ = _evaluate(_predictor(task, server, cache_dir=str(tmp_path / "cache")), task, tmp_path / "a")
+    again, _ = _evaluate(_predictor(task, server, cache_dir=str(tmp_path / "cache")), task, tmp_path / "b")
+    assert server.stats()["requests"] == len(EXAMPLES)  # the rerun came from the cache
+    for record in (first, again, read_results(tmp_path / "a"), read_results(tmp_path / "b")):
+        assert all(
+            math.isfinite(record.latency_ms[q]) and record.latency_ms[q] > 0 for q in ("p50", "p95", "p99")
+        )
+    # A cache hit reports its original request's latency, so a rerun keeps the distribution.
+    assert again.latency_ms == first.latency_ms
+    assert first.requests == {"attempted": 4, "failed": 0, "cached": 0, "budget": None, "coverage": 1.0}
+    assert again.requests == {"attempted": 0, "failed": 0, "cached": 4, "budget": None, "coverage": 1.0}
+
+
+def test_malformed_and_unparseable_replies_are_invalid_rows_every_reader_accepts(
+    task, serve, tmp_path
+) -> None:
+    server = serve(malformed_first_n=2)
+    record, _ = _evaluate(_predictor(task, server, concurrency=1, max_retries=0), task, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [("pred" in row, row["pred"], row["correct"]) for row in lines] == [(True, None, 0.0)] * 4
+    rows = read_predictions(tmp_path)
+    by_why = sorted("error" in r.details for r in rows)
+    assert by_why == [False, False, True, True]
+    for r in rows:
+        if "error" in r.details:  # not a completion at all
+            assert r.details["error"].startswith("malformed reply") and r.raw_output is None
+        else:  # a completion whose text maps to no label
+            assert r.details["invalid"] == "the reply does not parse as a classification answer"
+            assert r.details["match"] == "none" and isinstance(r.raw_output, str)
+    assert record.requests == {"attempted": 4, "failed": 2, "cached": 0, "budget": None, "coverage": 0.5}
+    assert record.metrics["accuracy"] == 0.0 and record.metrics["invalid_rate"] == 1.0
+    answered = [r.latency_ms for r in rows if "error" not in r.details]
+    assert record.latency_ms["p50"] == pytest.approx(sum(answered) / 2, abs=1e-3)  # replies only
+
+
+def test_failed_requests_are_counted_and_never_priced_free(task, serve, tmp_path) -> None:
+    server = serve(fail_first_n=100, fail_status=503)
+    record, rows = _evaluate(_predictor(task, server, max_retries=1), task, tmp_path)
+    assert server.stats()["requests"] == 8
+    assert record.requests == {"attempted": 8, "failed": 4, "cached": 0, "budget": None, "coverage": 0.0}
+    assert all(r.correct == 0.0 and "HTTP 503" in r.details["error"] for r in rows)
+    assert math.isnan(record.tokens["prompt_mean"]) and math.isnan(record.latency_ms["p50"])
+    df = leaderboard([record], {"api": {"tiny": {"input_per_1k": 0.001, "output_per_1k": 0.002}}})
+    assert (
+        math.isnan(df.loc[0, "cost_per_1k_usd"]) and not df.loc[0, "pareto"] and df.loc[0, "coverage"] == 0.0
+    )
+
+
+def test_budget_exhaustion_writes_the_finished_rows_and_the_report_marks_them(task, serve, tmp_path) -> None:
+    server = serve()
+    predictor = _predictor(task, server, concurrency=1, request_budget=3)
+    record, rows = _evaluate(predictor, task, tmp_path / "run", validation=EXAMPLES)
+    assert server.stats()["requests"] == 3 and len(rows) == 3
+    assert record.n == 4 and record.requests == {
+        "attempted": 3, "failed": 0, "cached": 0, "budget": 3, "coverage": 0.75,
+    }  # fmt: skip
+    assert read_results(tmp_path / "run").requests["coverage"] == 0.75
+    assert [r.id for r in read_predictions(tmp_path / "run")] == [r.id for r in rows]
+    assert not (tmp_path / "run" / "predictions_validation.jsonl").exists()  # the budget was spent on test
+    df = leaderboard([record], {"api": {"tiny": {"input_per_1k": 0.001, "output_per_1k": 0.002}}})
+    md = write_report(df, tmp_path / "report").markdown.read_text()
+    assert "| coverage |" in md and "| 75% |" in md
+    assert "answered only 75% of 4 examples (1 example(s) not predicted (request budget of 3 spent))" in md
 
 
 @pytest.mark.slow

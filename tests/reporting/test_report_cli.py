@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,3 +62,20 @@ def test_cli_without_runs_says_how_to_pass_them(tmp_path: Path) -> None:
     proc = _run(["wandb.enabled=false"], tmp_path)
     assert proc.returncode != 0
     assert "runs=[path/to/multirun]" in proc.stderr
+
+
+def test_cli_prices_an_unknown_api_model_as_unknown(multirun_dir: Path, tmp_path: Path) -> None:
+    path = multirun_dir / "1" / "results.json"
+    path.write_text(path.read_text().replace('"gpt-4o"', '"gpt-9-ultra"'))
+    out = tmp_path / "report_out"
+    proc = _run([f"runs=[{multirun_dir}]", f"output_dir={out}", "wandb.enabled=false"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    board = pd.read_csv(out / "leaderboard.csv").set_index("name")
+    assert board.loc["gpt-4o-5shot", "model"] == "gpt-9-ultra"
+    assert pd.isna(board.loc["gpt-4o-5shot", "cost_per_1k_usd"]) and not board.loc["gpt-4o-5shot", "pareto"]
+    assert board.loc["gpt-4o-5shot", "priced_as"] == "unknown"
+    warnings = (out / "report.md").read_text().split("## Warnings", 1)[1]
+    assert (
+        "- gpt-4o-5shot: cost unknown, so it is off the Pareto front (no API price for model 'gpt-9-ultra'"
+        in warnings
+    )

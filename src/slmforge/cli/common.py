@@ -90,7 +90,7 @@ def _finish_tracking() -> None:
     finish()
 
 
-_BOOKKEEPING = {".hydra"}
+_BOOKKEEPING = {".hydra", ".lock"}
 
 
 def _remove_if_empty(cfg: DictConfig) -> None:

@@ -62,9 +62,8 @@ def check_prices(cfg: DictConfig) -> None:
             pricing.api_price(model)
         except PricingError as e:
             raise PricingError(
-                f"api_baselines.{name}: {e} Add it to the price table first (pricing.api.{model}.input_per_1m=... "
-                f"pricing.api.{model}.output_per_1m=..., or conf/pricing/default.yaml), so the comparison can "
-                f"rank it; nothing has run yet"
+                f"api_baselines.{name}: {e}, or on the command line: '+pricing.api.{model}={{input_per_1k: ..., "
+                f"output_per_1k: ...}}' (USD per 1k tokens), so the comparison can rank it; nothing has run yet"
             ) from e
 
 
@@ -134,12 +133,13 @@ def _log_baseline(
 
 def report_config(cfg: DictConfig, run_dir: Path) -> DictConfig:
     from slmforge.build import to_container
+    from slmforge.cli.sweep_callback import sweep_group
     from slmforge.records import PREDICTORS_DIR
 
     rep = to_container(cfg.report)
     wb = rep.setdefault("wandb", {})
-    if not wb.get("group"):
-        wb["group"] = ((to_container(cfg.get("logger")) or {}).get("wandb") or {}).get("group")
+    if not wb.get("group"):  # the group the training run and the baselines logged to
+        wb["group"] = sweep_group(((to_container(cfg.get("logger")) or {}).get("wandb") or {}).get("group"))
     wb.setdefault("name", f"report-{run_dir.name}")
     return OmegaConf.create(
         {

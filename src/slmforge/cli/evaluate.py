@@ -103,7 +103,7 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     from slmforge.records import RESOLVED_CONFIG_FILE
     from slmforge.tracking import log_evaluation, make_loggers
 
-    default_name = str(cfg.run_name)
+    default_name, composed = str(cfg.run_name), cfg
     if cfg.get("run_dir"):
         cfg = merge_training_run(cfg)
     k = int(cfg.get("k_shot") or 0)
@@ -112,6 +112,9 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
         method = "k_shot" if method == "zero_shot" else "finetuned_k_shot"
     out_dir = _rename_output(run_dir_of(cfg), default_name, output_name(cfg, method, k))
     check_run_config(cfg, out_dir, training=False)
+    from slmforge.training.run_folder import save_job_config
+
+    save_job_config(composed, out_dir)  # re-runnable: slmforge-rerun <this folder>
     setup = build_setup(cfg, run_dir=out_dir)
     assert setup.lm is not None
     adapter = None

@@ -48,7 +48,7 @@ def build_report(
     from slmforge.reporting.collect import collect_records
     from slmforge.reporting.leaderboard import leaderboard
     from slmforge.reporting.render import write_report
-    from slmforge.reporting.wandb_summary import log_report_to_wandb
+    from slmforge.reporting.wandb_summary import log_report_to_wandb, report_run_name, runs_group
 
     runs = _runs(cfg)
     records = collect_records(runs)
@@ -81,6 +81,8 @@ def build_report(
             project=str(wb.get("project", "slmforge")),
             entity=wb.get("entity"),
             mode=str(wb.get("mode") or "offline"),
+            name=str(wb.get("name") or report_run_name(runs)),
+            group=str(wb.get("group") or runs_group(records)),
             config=config,
             report_files={"markdown": files.markdown, "html": files.html, "csv": files.csv},
             directory=Path(cfg.output_dir),

@@ -2,8 +2,9 @@
 
 Two bases, because the two kinds of predictor are billed differently:
 
-- ``api``: tokens × list price. The record's *mean* prompt and completion tokens per request are used,
-  so a k-shot prompt's longer context is charged for.
+- ``api``: tokens × list price. The record's *mean* prompt and completion tokens per answered request
+  are used, so a k-shot prompt's longer context is charged for. A run with no token usage (every request
+  failed) cannot be priced: a failed request is not a free one.
 - ``self_hosted``: a machine is paid by the hour whatever it does, so a request costs
   ``hourly_usd / 3600 / (examples_per_s × utilisation)``, with the record's batched throughput (the rate
   a server with queued traffic reaches) and the pricing table's utilisation.
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from slmforge.economics.pricing import ApiPrice, Pricing, PricingError, load_pricing
+from slmforge.errors import RecordError
 from slmforge.records import ResultsRecord
 
 
@@ -70,8 +72,9 @@ def cost_summary(
     API predictors (``record.predictor["kind"] == "api"``) are priced from the record's mean tokens and
     the model's row in the pricing table; local ones from ``record.throughput["examples_per_s"]`` on
     ``machine`` (a ``tags["machine"]`` in the record overrides it: the throughput was measured there).
-    Raises :class:`PricingError` for an unknown model/machine and ``ValueError`` for a record that lacks
-    the tokens or throughput it needs.
+    Raises :class:`PricingError` for an unknown model/machine, ``ValueError`` for a record that lacks
+    the tokens or throughput it needs, and :class:`~slmforge.errors.RecordError` (a ``ValueError``) for an
+    API run without token usage: one whose requests all failed is unpriceable, never free.
     """
     pricing = load_pricing(pricing)
     volume = int(monthly_requests if monthly_requests is not None else pricing.monthly_requests)
@@ -86,6 +89,13 @@ def cost_summary(
             raise PricingError(f"record '{record.name}': API predictor has no model name to price")
         if "prompt_mean" not in record.tokens:
             raise ValueError(f"record '{record.name}': API run has no tokens.prompt_mean to price it by")
+        if not prompt + completion > 0:  # also NaN: no request got a reply to take the means over
+            failed = record.requests.get("failed")
+            why = f"{failed} of its {record.n} requests failed" if failed else "it recorded no token usage"
+            raise RecordError(
+                f"record '{record.name}': {why}, so there are no tokens to price it by (a failed request "
+                "is not a free one); rerun it once the endpoint answers"
+            )
         per_request = api_cost_per_request(prompt, completion, pricing.api_price(model))
         basis, priced_as = "api", model
     else:

@@ -7,20 +7,29 @@ Latency is measured two ways: ``throughput`` is batched examples/s over the whol
 sees); ``latency_ms`` is the distribution of *single-request* latency (batch size 1) over a probe of
 ``latency_probe_n`` examples (what an online request sees). API predictors already time each request,
 so their per-row latencies are used directly.
+
+Predictors that send requests (API ones, counting them in ``requests_made``) also get the record's
+``requests``: requests sent, failed and cached examples, the budget, and the coverage. A predictor that
+stops early (:class:`~slmforge.prediction.base.IncompletePredictions`: its request budget ran out) still
+gets a record, of the rows that finished, with coverage below 1.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from slmforge.prediction.base import Prediction, Predictor
+from slmforge.errors import DivergenceError
+from slmforge.prediction.base import IncompletePredictions, Prediction, Predictor
 from slmforge.records import (
     PREDICTIONS_FILE,
     VALIDATION_PREDICTIONS_FILE,
@@ -31,6 +40,8 @@ from slmforge.records import (
     write_results,
 )
 from slmforge.tasks.base import Task
+
+log = logging.getLogger(__name__)
 
 
 def predict_rows(
@@ -43,20 +54,66 @@ def predict_rows(
     """Predict ``examples`` in chunks (for a progress bar) and let the task judge each prediction.
 
     Chunks are cut from the examples sorted by text length, so each batch pads little (predictions do
-    not depend on the batch they run in: tested per predictor); rows come back in input order.
+    not depend on the batch they run in: tested per predictor); rows come back in input order. A predictor
+    that stops early raises its :class:`IncompletePredictions` (:func:`predict_available` keeps the rows).
     """
+    rows, stopped = predict_available(predictor, task, examples, chunk, progress)
+    if stopped is not None:
+        raise stopped
+    return rows
+
+
+def predict_available(
+    predictor: Predictor,
+    task: Task,
+    examples: Sequence[dict[str, Any]],
+    chunk: int | None = None,
+    progress: str | None = None,
+) -> tuple[list[PredictionRow], IncompletePredictions | None]:
+    """:func:`predict_rows` that keeps what finished when the predictor stops early: the finished rows in
+    input order, and the exception that stopped it (``None`` when every example was predicted)."""
     rows: list[PredictionRow | None] = [None] * len(examples)
     bar = tqdm(total=len(examples), desc=progress, unit="ex", disable=progress is None, leave=False)
     chunk = chunk or max(1, int(getattr(predictor, "batch_size", 16)))
     order = sorted(range(len(examples)), key=lambda i: len(str(examples[i].get("text", ""))))
+    stopped: IncompletePredictions | None = None
     for start in range(0, len(order), chunk):
         idx = order[start : start + chunk]
-        preds: list[Prediction] = predictor.predict([examples[i] for i in idx])
+        preds: list[Prediction | None]
+        try:
+            preds = list(predictor.predict([examples[i] for i in idx]))
+        except IncompletePredictions as e:
+            stopped, preds = e, e.predictions
         for i, p in zip(idx, preds, strict=True):
-            rows[i] = to_row(task, examples[i], p)
+            if p is not None:
+                rows[i] = to_row(task, examples[i], p)
         bar.update(len(idx))
+        if stopped is not None:
+            break
     bar.close()
-    return [r for r in rows if r is not None]
+    return [r for r in rows if r is not None], stopped
+
+
+def failed(row: PredictionRow) -> bool:
+    """Whether the row's request failed (an API error after retries, or a reply that was no completion):
+    there is no reply to time or price, only a wrong answer to score."""
+    return "error" in (row.details or {})
+
+
+def request_accounting(
+    rows: Sequence[PredictionRow], n: int, sent: int, budget: int | None
+) -> dict[str, Any]:
+    """The record's ``requests``: HTTP requests ``attempted`` (retries included), examples whose request
+    ``failed`` or came from the cache (``cached``), the ``budget``, and ``coverage``: the share of the
+    ``n`` examples asked that got a reply (failed and unfinished examples are not covered)."""
+    n_failed = sum(failed(r) for r in rows)
+    return {
+        "attempted": int(sent),
+        "failed": n_failed,
+        "cached": sum(bool((r.details or {}).get("cache_hit")) for r in rows),
+        "budget": budget,
+        "coverage": (len(rows) - n_failed) / n if n else 1.0,
+    }
 
 
 def to_row(task: Task, example: dict[str, Any], p: Prediction) -> PredictionRow:
@@ -92,6 +149,41 @@ def single_request_latency(predictor: Predictor, examples: Sequence[dict[str, An
     return out
 
 
+def check_finite(rows: Sequence[PredictionRow], name: str) -> None:
+    """Non-finite probabilities never reach a record: they mean broken weights, not a bad prediction."""
+    bad = [
+        r.id
+        for r in rows
+        if (r.confidence is not None and not math.isfinite(r.confidence))
+        or any(not math.isfinite(v) for v in (r.label_probs or {}).values())
+    ]
+    if bad:
+        raise DivergenceError(
+            f"{name}: the model produced non-finite probabilities on {len(bad)} of {len(rows)} rows (e.g. id "
+            f"{bad[0]}); its weights are likely NaN or infinite (a diverged adapter?). Nothing was written for "
+            f"this predictor; retrain with a lower train.lr or check the adapter file"
+        )
+
+
+def collapse_warning(rows: Sequence[PredictionRow]) -> str | None:
+    """A classifier that answers (almost) one label while the gold labels are spread out has collapsed:
+    its accuracy is the majority share, not skill. Warned in the summary and the record."""
+    labels = [r.pred for r in rows if isinstance(r.pred, str)]
+    golds = [r.gold for r in rows if isinstance(r.gold, str)]
+    if len(labels) < 8 or len(golds) < 8:
+        return None
+    ((top, n_top),) = Counter(labels).most_common(1)
+    gold_share = Counter(golds).most_common(1)[0][1] / len(golds)
+    share = n_top / len(labels)
+    if share >= 0.9 and gold_share < 0.5:
+        return (
+            f"predictions collapsed: '{top}' for {share:.0%} of {len(labels)} rows while the most common gold "
+            f"label is {gold_share:.0%}: it answers one label whatever the input, so its accuracy is that label's "
+            f"share, not skill (fine-tuned: learning rate too high or too few steps?)"
+        )
+    return None
+
+
 def _search_tokens(rows: Sequence[PredictionRow]) -> dict[str, float]:
     """Exact label-trie decoding: trie nodes run per row, on average -- what decides its speed (a
     confident model runs its answer's path, ~6 on banking77; an unsure one many more, of 481 label tokens
@@ -125,34 +217,50 @@ def evaluate_split(
     from slmforge.build import library_versions, package_git_sha
 
     run_info = run_info or {}
+    sent_before = getattr(predictor, "requests_made", None)
     t0 = time.perf_counter()
-    rows = predict_rows(predictor, task, examples, progress=f"{name}/{split}")
+    rows, stopped = predict_available(predictor, task, examples, progress=f"{name}/{split}")
     wall = time.perf_counter() - t0
+    check_finite(rows, name)
+    if stopped is not None:
+        log.warning("%s: %d of %d %s examples finished; recording those. %s", name, len(rows),
+                    len(examples), split, stopped)  # fmt: skip
     metrics = task.compute_metrics(rows)
-    measures_requests = bool(predictor.describe().get("measures_request_latency", False))
-    if measures_requests:
-        latencies = [r.latency_ms for r in rows if not (r.details or {}).get("cache_hit")]
+    described = predictor.describe()
+    # Only rows that got a reply have a latency and tokens to price (a failed request is neither fast nor
+    # free); a cache hit carries the latency its original request had.
+    answered = [r for r in rows if not failed(r)]
+    if described.get("measures_request_latency", False):
+        latencies = [r.latency_ms for r in answered]
     else:
         latencies = single_request_latency(predictor, examples, latency_probe_n) if latency_probe_n else []
-    n = len(rows)
+    n = len(examples)
+    requests: dict[str, Any] = {}
+    if sent_before is not None:
+        sent = predictor.requests_made - sent_before  # type: ignore[attr-defined]
+        requests = request_accounting(rows, n, sent, described.get("request_budget"))
+    collapsed = collapse_warning(rows)
+    if collapsed:
+        log.warning("%s: %s", name, collapsed)
     record = ResultsRecord(
+        warnings=[collapsed] if collapsed else [],
         run_id=uuid.uuid4().hex[:12],
         name=name,
         task=task.name,
         split=split,
         n=n,
-        predictor={**predictor_info, **predictor.describe(), **_search_tokens(rows)},
+        predictor={**predictor_info, **described, **_search_tokens(rows)},
         data=data_info,
         metrics=metrics,
         latency_ms=latency_summary(latencies),
         throughput={
-            "examples_per_s": n / wall if wall > 0 else 0.0,
-            "batched_ms_per_example": 1000 * wall / max(n, 1),
+            "examples_per_s": len(rows) / wall if wall > 0 else 0.0,
+            "batched_ms_per_example": 1000 * wall / max(len(rows), 1),
             "batch_size": float(getattr(predictor, "batch_size", 1)),
         },
         tokens={
-            "prompt_mean": sum(r.prompt_tokens for r in rows) / max(n, 1),
-            "completion_mean": sum(r.completion_tokens for r in rows) / max(n, 1),
+            "prompt_mean": _mean([r.prompt_tokens for r in answered]),
+            "completion_mean": _mean([r.completion_tokens for r in answered]),
             "prompt_total": sum(r.prompt_tokens for r in rows),
             "completion_total": sum(r.completion_tokens for r in rows),
         },
@@ -160,6 +268,7 @@ def evaluate_split(
         higher_is_better=bool(task.higher_is_better),
         seed=run_info.get("seed"),
         overrides=list(run_info.get("overrides") or []),
+        requests=requests,
         training=training or {},
         tags=tags or {},
         config_path=run_info.get("config_path"),
@@ -171,12 +280,22 @@ def evaluate_split(
         out_dir = Path(out_dir)
         write_predictions(out_dir / PREDICTIONS_FILE, rows)
         write_results(out_dir, record)  # the record asked for is on disk before any further pass
-        if validation_examples:
-            val_rows = predict_rows(predictor, task, validation_examples, progress=f"{name}/validation")
+        if validation_examples and stopped is None:  # a predictor that stopped on test cannot go on
+            val_rows, val_stopped = predict_available(
+                predictor, task, validation_examples, progress=f"{name}/validation"
+            )
+            if val_stopped is not None:
+                log.warning("%s: %d of %d validation examples finished. %s", name, len(val_rows),
+                            len(validation_examples), val_stopped)  # fmt: skip
             write_predictions(out_dir / VALIDATION_PREDICTIONS_FILE, val_rows)
             record.metrics = {**metrics, "validation": _scalars(task.compute_metrics(val_rows))}
             write_results(out_dir, record)
     return record, rows
+
+
+def _mean(values: Sequence[float]) -> float:
+    """NaN for no values: a mean that does not exist must not read as zero tokens (zero cost)."""
+    return sum(values) / len(values) if values else math.nan
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:

@@ -19,7 +19,11 @@ Behaviour that matters for an evaluation:
 - **Budget**: ``request_budget`` caps the HTTP requests this predictor sends over its lifetime (retries
   included, cache hits free). When it is spent, :class:`BudgetExceeded` is raised before any further request
   is sent; the predictions finished so far travel on the exception (``err.predictions``, input order, ``None``
-  where unfinished), and with a cache the completed requests are on disk, so a rerun pays only for the rest.
+  where unfinished; the evaluation writes those rows and records the partial coverage), and with a cache
+  the completed requests are on disk, so a rerun pays only for the rest. ``requests_made`` counts the
+  requests sent (the evaluation's request accounting reads it).
+- **Invalid replies**: a reply the task cannot parse is a prediction of ``None`` (scored wrong) whose
+  details say so (``details["invalid"]``, next to the task's own parse details).
 - **Cache**: with ``cache_dir``, successful replies are stored (:mod:`slmforge.prediction.response_cache`)
   and a repeat of the same model + messages + parameters makes no request. A cache hit reports the latency
   the original request had (``details["cache_hit"] = True``), so latency statistics survive reruns.
@@ -48,7 +52,7 @@ from urllib.parse import urlparse
 import openai
 
 from slmforge.errors import APIConfigError
-from slmforge.prediction.base import Prediction
+from slmforge.prediction.base import IncompletePredictions, Prediction
 from slmforge.prediction.response_cache import ResponseCache, cache_key
 from slmforge.prediction.shots import shots_for
 from slmforge.tasks.base import Task
@@ -60,7 +64,7 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 60.0
 
 
-class BudgetExceeded(RuntimeError):
+class BudgetExceeded(IncompletePredictions):
     """The request budget is spent. Nothing more was sent.
 
     ``predictions``: one entry per input example, in order; a :class:`Prediction` for every example that
@@ -71,8 +75,7 @@ class BudgetExceeded(RuntimeError):
     def __init__(
         self, message: str, predictions: list[Prediction | None], requests_made: int, request_budget: int
     ) -> None:
-        super().__init__(message)
-        self.predictions = predictions
+        super().__init__(message, predictions)
         self.requests_made = requests_made
         self.request_budget = request_budget
 
@@ -279,6 +282,7 @@ class APIPredictor:
             "params_m": None,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
+            "request_budget": self.request_budget,
             # Each request is timed on its own: these latencies are the per-request percentiles.
             "measures_request_latency": True,
         }
@@ -325,6 +329,8 @@ class APIPredictor:
             pred, details = self.task.parse(raw)
         except Exception as e:  # Task.parse promises not to raise; one bad parser must not end the run
             pred, details = None, {"parse_error": f"{type(e).__name__}: {e}"}
+        if pred is None:
+            details = {**details, "invalid": f"the reply does not parse as a {self.task.name} answer"}
         lps = entry.get("logprobs")
         confidence = math.exp(sum(lps)) if lps else None
         return Prediction(

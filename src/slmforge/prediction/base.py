@@ -37,6 +37,19 @@ class Predictor(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+class IncompletePredictions(RuntimeError):
+    """A predictor stopped before every example was predicted (an API request budget ran out).
+
+    ``predictions``: one entry per input example, in order; a :class:`Prediction` where the example
+    finished, ``None`` where it did not. Defined here, beside the protocol, so that the evaluation can keep
+    the finished rows without importing any one predictor.
+    """
+
+    def __init__(self, message: str, predictions: list[Prediction | None]) -> None:
+        super().__init__(message)
+        self.predictions = predictions
+
+
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Eval mode (no dropout) for prediction, then the model's previous mode (training may resume)."""

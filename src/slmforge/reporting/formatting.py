@@ -72,6 +72,13 @@ def fmt_metric(x: Any) -> str:
     return s[:-1] if s.endswith("0") else s
 
 
+def fmt_pct(x: Any) -> str:
+    """Shares such as coverage: 1.0 -> "100%", 0.625 -> "62.5%", 0.0 -> "0%"; "n/a" for missing."""
+    if _is_missing(x):
+        return "n/a"
+    return f"{100 * float(x):.3g}%"
+
+
 def fmt_duration(seconds: Any) -> str:
     """Training time: 42 -> "42 s", 600 -> "10 min", 5400 -> "1.5 h"."""
     if _is_missing(seconds):

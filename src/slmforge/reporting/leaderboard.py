@@ -3,6 +3,13 @@
 Rows are ordered by :func:`~slmforge.reporting.pareto.decision_score` over the user's weights (quality,
 cost, latency by default) and flagged when on the quality-vs-cost Pareto front. :func:`recommendation`
 turns the top row into one plain sentence a non-specialist can act on.
+
+Quality is ranked in the direction the records give for their primary metric (``higher_is_better``).
+A predictor that did not answer every example (failed requests, a spent request budget: ``coverage``
+below 1) is measured on fewer examples than the others, so it ranks after every complete one and stays off
+the Pareto front and out of the recommendation; an API model with no price has an unknown (NaN) cost and
+is off the front too. Both come with a warning in the report. Override keys that differ between records
+(a sweep's dimensions) become columns.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from slmforge.economics.cost import cost_summary, ratio, record_training_cost
 from slmforge.economics.pricing import Pricing, PricingError, load_pricing
 from slmforge.errors import ConfigError, RecordError
 from slmforge.records import ResultsRecord
-from slmforge.reporting.formatting import fmt_count, fmt_metric, fmt_ms, fmt_usd
+from slmforge.reporting.collect import swept_keys
+from slmforge.reporting.formatting import fmt_count, fmt_metric, fmt_ms, fmt_pct, fmt_usd
 from slmforge.reporting.pareto import MAX, MIN, decision_score, pareto_front
 
 log = logging.getLogger(__name__)
@@ -26,10 +34,12 @@ log = logging.getLogger(__name__)
 COST_COL = "cost_per_1k_usd"
 MONTHLY_COL = "monthly_cost_usd"
 LATENCY_COL = "latency_p95_ms"
+COVERAGE_COL = "coverage"
 DEFAULT_WEIGHTS: dict[str, float] = {"quality": 0.5, "cost": 0.3, "latency": 0.2}
 # Metrics shown right after the primary one when present, in this order; others follow alphabetically.
 _PREFERRED_METRICS = ["accuracy", "macro_f1", "micro_f1", "f1", "exact_match", "rougeL", "ece"]
-# Metrics where lower is better (so a weight on them must minimise).
+# Metrics where lower is better (so a weight on them must minimise), for metrics no record names as its
+# primary one (a record's own primary metric carries its direction).
 _LOWER_IS_BETTER = {"ece", "brier", "loss", "perplexity", "wer", "cer"}
 PROMPTED_METHODS = {"zero_shot", "k_shot", "few_shot", "prompted", "prompt"}
 _METHOD_WORDS = {
@@ -56,7 +66,7 @@ def _metric_order(names: set[str], primary: str) -> list[str]:
 _RESERVED = {
     "name", "method", "k", "model", "kind", "params_m", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
     "examples_per_s", "cost_basis", "priced_as", "training_time_s", "training_cost_usd", "n", "task", "split",
-    "run_id", "score", "pareto",
+    "run_id", "score", "pareto", COVERAGE_COL,
 }  # fmt: skip
 
 
@@ -71,18 +81,22 @@ def leaderboard(
 ) -> pd.DataFrame:
     """One row per record, ranked by the decision score (best first).
 
-    Columns: ``name, method, k, model, kind, params_m``, the primary metric and the other scalar metrics,
-    ``latency_p50_ms/p95/p99``, ``examples_per_s``, ``cost_per_1k_usd``, ``monthly_cost_usd``,
-    ``cost_basis``, ``priced_as``, ``training_time_s``, ``training_cost_usd``, ``score``, ``pareto``.
-    ``weights`` keys are ``quality``/``cost``/``latency`` (aliases for the primary metric, cost per 1k
-    requests and p95 latency) or any numeric column name. ``df.attrs`` keeps the settings
-    (primary metric, weights, monthly volume, warnings) so :func:`recommendation` and the renderers need
-    nothing else.
+    Columns: ``name, method, k, model, kind, params_m``, one per swept override key (e.g. ``adapter.r``),
+    the primary metric and the other scalar metrics, ``latency_p50_ms/p95/p99``, ``examples_per_s``,
+    ``cost_per_1k_usd``, ``monthly_cost_usd``, ``cost_basis``, ``priced_as``, ``training_time_s``,
+    ``training_cost_usd``, ``coverage`` (share of the examples with a reply; 1 for local predictors),
+    ``score``, ``pareto``. ``weights`` keys are ``quality``/``cost``/``latency`` (aliases for the primary
+    metric, cost per 1k requests and p95 latency) or any numeric column name. ``df.attrs`` keeps the
+    settings (primary metric and its direction, swept keys, weights, monthly volume, warnings) so
+    :func:`recommendation` and the renderers need nothing else.
     """
     if not records:
         raise RecordError("no results records to rank; pass runs=[path/to/multirun]")
     pricing = load_pricing(pricing)
     volume = int(monthly_requests if monthly_requests is not None else pricing.monthly_requests)
+    higher = _higher_is_better(records, primary_metric)
+    # A swept key named like a column (`model=tiny` names the local model, not an API row's) is not shown.
+    swept = [k for k in swept_keys(records) if k not in _RESERVED]
     warnings: list[str] = []
     rows: list[dict[str, Any]] = []
     all_metrics: set[str] = set()
@@ -93,12 +107,19 @@ def leaderboard(
         p = r.predictor
         try:
             cost = cost_summary(r, pricing, machine=machine, monthly_requests=volume)
-        except PricingError:
-            raise  # an unknown model/machine is a config mistake the user must fix, not a gap to skip
+        except PricingError as e:
+            if p.get("kind") != "api":
+                raise  # an unknown machine is a report setting to fix, not a gap in one record
+            # An API model missing from the table: its cost is unknown, never guessed (nor zero).
+            warnings.append(f"{r.name}: cost unknown, so it is off the Pareto front ({e})")
+            cost = _unpriced("unknown")
         except ValueError as e:
             # A record without throughput/tokens is a data gap: report it, keep the rest of the table.
             warnings.append(f"{r.name}: cost not computed ({e})")
-            cost = {"per_1k_requests_usd": math.nan, "monthly_usd": math.nan, "basis": "", "priced_as": ""}
+            cost = _unpriced("")
+        coverage = float(r.requests.get("coverage", 1.0))
+        if coverage < 1.0:
+            warnings.append(_coverage_warning(r, coverage))
         train_s, train_usd = record_training_cost(r, pricing, training_machine or machine)
         rows.append(
             {
@@ -108,6 +129,7 @@ def leaderboard(
                 "model": p.get("model", ""),
                 "kind": p.get("kind", "local"),
                 "params_m": p.get("params_m"),
+                **{k: r.swept.get(k) for k in swept},
                 **metrics,
                 "latency_p50_ms": r.latency_ms.get("p50", math.nan),
                 "latency_p95_ms": r.latency_ms.get("p95", math.nan),
@@ -119,6 +141,7 @@ def leaderboard(
                 "priced_as": cost["priced_as"],
                 "training_time_s": train_s,
                 "training_cost_usd": train_usd,
+                COVERAGE_COL: coverage,
                 "n": r.n,
                 "task": r.task,
                 "split": r.split,
@@ -138,25 +161,33 @@ def leaderboard(
     head = ["name", "method", "k", "model", "kind", "params_m"]
     tail = [
         "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "examples_per_s", COST_COL, MONTHLY_COL,
-        "cost_basis", "priced_as", "training_time_s", "training_cost_usd", "n", "task", "split", "run_id",
+        "cost_basis", "priced_as", "training_time_s", "training_cost_usd", COVERAGE_COL, "n", "task", "split",
+        "run_id",
     ]  # fmt: skip
-    df = pd.DataFrame(rows).reindex(columns=head + metric_cols + tail)
-    for col in ["params_m", *metric_cols, *tail[:6], "training_time_s", "training_cost_usd"]:
+    swept = [k for k in swept if k not in all_metrics]
+    df = pd.DataFrame(rows).reindex(columns=head + swept + metric_cols + tail)
+    for col in ["params_m", *metric_cols, *tail[:6], "training_time_s", "training_cost_usd", COVERAGE_COL]:
         df[col] = pd.to_numeric(df[col], errors="coerce")
 
     weights = dict(weights if weights is not None else DEFAULT_WEIGHTS)
     alias = {"quality": primary_metric, "cost": COST_COL, "latency": LATENCY_COL}
     col_weights = {alias.get(k, k): float(v) for k, v in weights.items()}
-    directions = {c: _direction(c, primary_metric) for c in col_weights}
+    directions = {c: _direction(c, primary_metric, higher) for c in col_weights}
     df["score"] = decision_score(df, col_weights, directions)
-    df["pareto"] = pareto_front(df, primary_metric, COST_COL)
-    # Ties on score are broken by quality, then cost, so the order is deterministic.
-    df["_q"] = df[primary_metric].fillna(-math.inf)
-    df = df.sort_values(["score", "_q", COST_COL], ascending=[False, False, True], kind="stable")
-    df = df.drop(columns="_q").reset_index(drop=True)
+    whole = complete(df)
+    df["pareto"] = pareto_front(df, primary_metric, COST_COL, maximize=higher, eligible=whole)
+    # Complete rows first; ties on score are broken by quality, then cost, so the order is deterministic.
+    df["_whole"] = whole
+    df["_q"] = (df[primary_metric] if higher else -df[primary_metric]).fillna(-math.inf)
+    df = df.sort_values(
+        ["_whole", "score", "_q", COST_COL], ascending=[False, False, False, True], kind="stable"
+    )
+    df = df.drop(columns=["_whole", "_q"]).reset_index(drop=True)
     df.attrs.update(
         {
             "primary_metric": primary_metric,
+            "higher_is_better": higher,
+            "swept": swept,
             "weights": weights,
             "monthly_requests": volume,
             "machine": machine,
@@ -171,9 +202,47 @@ def leaderboard(
     return df
 
 
-def _direction(col: str, primary: str) -> str:
+def _unpriced(priced_as: str) -> dict[str, Any]:
+    return {"per_1k_requests_usd": math.nan, "monthly_usd": math.nan, "basis": "", "priced_as": priced_as}
+
+
+def _coverage_warning(r: ResultsRecord, coverage: float) -> str:
+    """Why a record covers only part of its examples (failed requests, a spent budget), in one line."""
+    failed = int(r.requests.get("failed") or 0)
+    unfinished = round(r.n * (1.0 - coverage)) - failed
+    why = [f"{failed} request(s) failed"] if failed else []
+    if unfinished > 0:
+        budget = r.requests.get("budget")
+        spent = f" (request budget of {budget} spent)" if budget is not None else ""
+        why.append(f"{unfinished} example(s) not predicted{spent}")
+    return (
+        f"{r.name}: answered only {fmt_pct(coverage)} of {r.n} examples ({'; '.join(why) or 'incomplete'}); "
+        "its numbers are not comparable with complete runs, so it ranks last, off the Pareto front and out "
+        "of the recommendation"
+    )
+
+
+def complete(df: pd.DataFrame) -> pd.Series:
+    """Rows whose predictor answered every example (coverage 1): the only ones ranked against each other."""
+    if COVERAGE_COL not in df:
+        return pd.Series(True, index=df.index)
+    return pd.to_numeric(df[COVERAGE_COL], errors="coerce").fillna(1.0) >= 1.0
+
+
+def _higher_is_better(records: Sequence[ResultsRecord], primary: str) -> bool:
+    """The primary metric's direction, as the records that rank on it say (for a metric none of them
+    ranks on: higher is better unless it is a known error/loss metric)."""
+    said = {r.higher_is_better for r in records if r.primary_metric == primary}
+    if len(said) > 1:
+        raise RecordError(
+            f"the records disagree on whether a higher '{primary}' is better; re-evaluate the older ones"
+        )
+    return said.pop() if said else primary not in _LOWER_IS_BETTER
+
+
+def _direction(col: str, primary: str, higher_is_better: bool) -> str:
     if col == primary:
-        return MIN if primary in _LOWER_IS_BETTER else MAX
+        return MAX if higher_is_better else MIN
     if col.startswith(("latency_", "cost_", "monthly_", "training_")) or col in _LOWER_IS_BETTER:
         return MIN
     return MAX
@@ -202,14 +271,23 @@ def recommendation(
     """One plain sentence recommending the top-ranked row, compared with the strongest alternative.
 
     The comparator is the best prompted baseline when the winner is fine-tuned/local, and the best
-    non-prompted model when the winner is itself a prompted baseline.
+    non-prompted model when the winner is itself a prompted baseline. Rows that did not answer every
+    example are neither recommended nor compared with.
     """
     if df.empty:
         return "No runs to compare."
     metric = quality_col or df.attrs.get("primary_metric", "accuracy")
     volume = int(monthly_requests or df.attrs.get("monthly_requests", 10_000_000))
-    best = df.loc[df["score"].idxmax()] if "score" in df else df.iloc[0]
-    others = df.drop(index=best.name)
+    primary = df.attrs.get("primary_metric", metric)
+    higher = bool(df.attrs.get("higher_is_better", True)) if metric == primary else True
+    whole = df[complete(df)]
+    if whole.empty:
+        return (
+            "Nothing to recommend: no predictor answered every example "
+            f"({', '.join(f'`{n}`' for n in df['name'])}); see the warnings."
+        )
+    best = whole.loc[whole["score"].idxmax()] if "score" in whole else whole.iloc[0]
+    others = whole.drop(index=best.name)
     winner_prompted = is_prompted(best)
     pool = others[[is_prompted(r) != winner_prompted for _, r in others.iterrows()]]
     label = "the best prompted baseline" if not winner_prompted else "the best non-prompted model"
@@ -219,11 +297,12 @@ def recommendation(
         pool = pool[pool[metric].notna()]
     comp = None
     if not pool.empty:
-        q = pool[metric].fillna(-math.inf)
+        q = (pool[metric] if higher else -pool[metric]).fillna(-math.inf)
         top = pool[q == q.max()]
         comp = top.sort_values(COST_COL, kind="stable").iloc[0]
 
-    text = f"Deploy `{best['name']}` ({describe(best)}): {metric} {fmt_metric(best[metric])}"
+    direction = "" if higher else " (lower is better)"
+    text = f"Deploy `{best['name']}` ({describe(best)}): {metric}{direction} {fmt_metric(best[metric])}"
     if comp is not None:
         text += f" vs {fmt_metric(comp[metric])} for {label} (`{comp['name']}`)"
     text += f", p95 {fmt_ms(best[LATENCY_COL])}, {fmt_usd(best[COST_COL])} per 1k requests"

@@ -14,16 +14,29 @@ import pandas as pd
 MAX, MIN = "max", "min"
 
 
-def pareto_front(df: pd.DataFrame, quality_col: str, cost_col: str) -> pd.Series:
+def pareto_front(
+    df: pd.DataFrame,
+    quality_col: str,
+    cost_col: str,
+    *,
+    maximize: bool = True,
+    eligible: pd.Series | None = None,
+) -> pd.Series:
     """Boolean mask (aligned to ``df.index``) of rows on the quality-vs-cost Pareto front.
 
-    Quality is maximised and cost minimised. A row is dominated when another row is at least as good on
-    both axes and strictly better on one; exact ties dominate neither, so duplicates are all kept. Rows
-    with a NaN on either axis are never on the front.
+    Quality is maximised (``maximize=False``: minimised, for an error rate) and cost minimised. A row is
+    dominated when another row is at least as good on both axes and strictly better on one; exact ties
+    dominate neither, so duplicates are all kept. Rows with a NaN on either axis, and rows outside
+    ``eligible`` (a boolean mask: e.g. runs that answered only part of the examples), are never on the
+    front and dominate nothing.
     """
     q = pd.to_numeric(df[quality_col], errors="coerce").to_numpy(dtype=float)
+    if not maximize:
+        q = -q
     c = pd.to_numeric(df[cost_col], errors="coerce").to_numpy(dtype=float)
     valid = ~(np.isnan(q) | np.isnan(c))
+    if eligible is not None:
+        valid &= eligible.reindex(df.index, fill_value=False).to_numpy(dtype=bool)
     on_front = np.zeros(len(df), dtype=bool)
     for i in np.flatnonzero(valid):
         others = valid.copy()

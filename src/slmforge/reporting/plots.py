@@ -2,8 +2,10 @@
 
 Each point is a predictor, labelled with its name and coloured by family (prompted API, prompted local,
 fine-tuned); the Pareto front for that pair of axes is circled and joined by a staircase (the best quality
-reachable at or below each cost/latency). Figures are drawn on an explicit Agg canvas rather than pyplot,
-so nothing here changes the process-wide backend (safe inside notebooks, servers and tests).
+reachable at or below each cost/latency). Quality runs in the primary metric's direction (the leaderboard's
+``higher_is_better``); a predictor that answered only part of the examples is drawn hollow and never on the
+front. Figures are drawn on an explicit Agg canvas rather than pyplot, so nothing here changes the
+process-wide backend (safe inside notebooks, servers and tests).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from slmforge.reporting.formatting import fmt_count
-from slmforge.reporting.leaderboard import COST_COL, LATENCY_COL, is_prompted
+from slmforge.reporting.leaderboard import COST_COL, LATENCY_COL, complete, is_prompted
 from slmforge.reporting.pareto import pareto_front
 
 PLOT_FILES = {"quality_vs_cost": "quality_vs_cost.png", "quality_vs_latency": "quality_vs_latency.png"}
@@ -43,8 +45,10 @@ def plot_tradeoff(
     xlabel: str | None = None,
     ylabel: str | None = None,
     title: str | None = None,
+    maximize: bool = True,
 ) -> Path:
-    """Scatter ``y_col`` (maximised) against ``x_col`` (minimised), mark the Pareto front, save a PNG."""
+    """Scatter ``y_col`` (maximised; ``maximize=False``: minimised) against ``x_col`` (minimised), mark the
+    Pareto front of the complete rows, save a PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = df.copy()
@@ -63,11 +67,17 @@ def plot_tradeoff(
         ax.text(0.5, 0.5, f"no rows with both {x_col} and {y_col}", ha="center", transform=ax.transAxes)
     else:
         families = data.apply(_family, axis=1)
+        whole = complete(data)
         for fam, (colour, marker) in _FAMILIES.items():
-            sub = data[families == fam]
+            sub = data[(families == fam) & whole]
             if not sub.empty:
                 ax.scatter(sub["_x"], sub["_y"], c=colour, marker=marker, s=55, label=fam, zorder=3)
-        front = data[pareto_front(data, "_y", "_x")].sort_values(["_x", "_y"])
+            part = data[(families == fam) & ~whole]
+            if not part.empty:
+                ax.scatter(part["_x"], part["_y"], facecolors="none", edgecolors=colour, marker=marker, s=55,
+                           label=f"{fam}, partial coverage", zorder=3)  # fmt: skip
+        front = data[pareto_front(data, "_y", "_x", maximize=maximize, eligible=whole)]
+        front = front.sort_values(["_x", "_y"])
         if not front.empty:
             ax.plot(front["_x"], front["_y"], drawstyle="steps-post", color="0.35", lw=1.2, ls="--",
                     zorder=2, label="Pareto front")  # fmt: skip
@@ -98,7 +108,7 @@ def plot_quality_vs_cost(df: pd.DataFrame, path: str | Path, quality_col: str | 
         f" (Pareto front; {fmt_count(volume)} requests/month)" if volume else " (Pareto front)"
     )
     return plot_tradeoff(df, COST_COL, q, path, logx=True, xlabel="USD per 1k requests (log)",
-                         ylabel=q, title=title)  # fmt: skip
+                         ylabel=_quality_label(df, q), title=title, maximize=_maximize(df, q))  # fmt: skip
 
 
 def plot_quality_vs_latency(df: pd.DataFrame, path: str | Path, quality_col: str | None = None) -> Path:
@@ -109,8 +119,19 @@ def plot_quality_vs_latency(df: pd.DataFrame, path: str | Path, quality_col: str
     lat = lat[np.isfinite(lat) & (lat > 0)]
     logx = bool(len(lat) and lat.max() / lat.min() > 20)
     return plot_tradeoff(df, LATENCY_COL, q, path, logx=logx,
-                         xlabel="p95 latency (ms" + (", log)" if logx else ")"), ylabel=q,
-                         title=f"{q} vs p95 latency (Pareto front)")  # fmt: skip
+                         xlabel="p95 latency (ms" + (", log)" if logx else ")"), ylabel=_quality_label(df, q),
+                         title=f"{q} vs p95 latency (Pareto front)", maximize=_maximize(df, q))  # fmt: skip
+
+
+def _maximize(df: pd.DataFrame, quality_col: str) -> bool:
+    """The leaderboard's direction for its primary metric (another column plotted as quality: higher)."""
+    if quality_col != df.attrs.get("primary_metric", quality_col):
+        return True
+    return bool(df.attrs.get("higher_is_better", True))
+
+
+def _quality_label(df: pd.DataFrame, quality_col: str) -> str:
+    return quality_col if _maximize(df, quality_col) else f"{quality_col} (lower is better)"
 
 
 def make_plots(df: pd.DataFrame, out_dir: str | Path, quality_col: str | None = None) -> dict[str, Path]:

@@ -20,8 +20,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from slmforge.reporting.formatting import fmt_count, fmt_duration, fmt_metric, fmt_ms, fmt_num, fmt_usd
-from slmforge.reporting.leaderboard import COST_COL, MONTHLY_COL, describe, recommendation
+from slmforge.reporting.formatting import (
+    fmt_count,
+    fmt_duration,
+    fmt_metric,
+    fmt_ms,
+    fmt_num,
+    fmt_pct,
+    fmt_usd,
+)
+from slmforge.reporting.leaderboard import (
+    COST_COL,
+    COVERAGE_COL,
+    MONTHLY_COL,
+    complete,
+    describe,
+    recommendation,
+)
 from slmforge.reporting.plots import make_plots
 
 ExtraSection = tuple[str, str, Sequence[str | Path]]
@@ -55,17 +70,25 @@ class ReportFiles:
 
 
 def display_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard as formatted strings with readable headers (what the report shows)."""
+    """The leaderboard as formatted strings with readable headers (what the report shows): the swept
+    override keys after the predictor, and a coverage column when some predictor answered only part of
+    the examples."""
     metric = df.attrs.get("primary_metric", "accuracy")
+    swept = list(df.attrs.get("swept") or [])
     metric_cols = [metric] + [
         c
         for c in df.columns
-        if c not in _NON_METRIC_COLS and c != metric and pd.api.types.is_numeric_dtype(df[c])
+        if c not in _NON_METRIC_COLS
+        and c not in swept
+        and c != metric
+        and pd.api.types.is_numeric_dtype(df[c])
     ]
     out = pd.DataFrame(index=df.index)
     out["#"] = [str(i + 1) for i in range(len(df))]
     out["name"] = df["name"].astype(str)
     out["predictor"] = [describe(row) for _, row in df.iterrows()]
+    for c in swept:
+        out[c] = df[c].map(lambda x: "" if pd.isna(x) else str(x))
     out["params (M)"] = df["params_m"].map(fmt_num)
     for c in metric_cols:
         out[c] = df[c].map(fmt_metric)
@@ -78,6 +101,8 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
     out["priced as"] = df["priced_as"].fillna("").astype(str)
     out["train time"] = df["training_time_s"].map(fmt_duration)
     out["train $"] = df["training_cost_usd"].map(lambda x: "" if pd.isna(x) else fmt_usd(x))
+    if not complete(df).all():
+        out["coverage"] = df[COVERAGE_COL].map(fmt_pct)
     out["score"] = df["score"].map(lambda x: f"{x:.3f}")
     out["Pareto"] = df["pareto"].map(lambda x: "★" if x else "")
     return out.reset_index(drop=True)
@@ -86,7 +111,7 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
 _NON_METRIC_COLS = {
     "name", "method", "k", "model", "kind", "params_m", "latency_p50_ms", "latency_p95_ms",
     "latency_p99_ms", "examples_per_s", COST_COL, MONTHLY_COL, "cost_basis", "priced_as",
-    "training_time_s", "training_cost_usd", "n", "task", "split", "run_id", "score", "pareto",
+    "training_time_s", "training_cost_usd", "n", "task", "split", "run_id", "score", "pareto", COVERAGE_COL,
 }  # fmt: skip
 
 
@@ -140,6 +165,7 @@ def build_markdown(
 ) -> str:
     """The report's Markdown text; images are referenced relative to ``out_dir``."""
     metric = df.attrs.get("primary_metric", "accuracy")
+    lower = "" if df.attrs.get("higher_is_better", True) else f" (lower {metric} is better)"
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"# {title}", "", f"_Generated {now}._", "", "## Recommendation", "", f"> {rec}", ""]
     parts += ["## Settings", "", *_settings_lines(df), ""]
@@ -147,7 +173,8 @@ def build_markdown(
         "## Leaderboard",
         "",
         "Ranked by the decision score (min-max normalised, weighted; 1 = best on every weighted column). "
-        f"★ = on the {metric}-vs-cost Pareto front (no other run is both better and cheaper).",
+        f"★ = on the {metric}-vs-cost Pareto front{lower} (no other run is both better and cheaper)."
+        + ("" if complete(df).all() else " Runs with coverage below 100% rank last and are never on it."),
         "",
         markdown_table(display_table(df)),
         "",

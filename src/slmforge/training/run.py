@@ -29,9 +29,12 @@ from slmforge.records import (
     CHECKPOINTS_DIR,
     PREDICTORS_DIR,
     RESOLVED_CONFIG_FILE,
+    RESULTS_FILE,
     RUN_SUMMARY_FILE,
     ResultsRecord,
+    read_results,
 )
+from slmforge.training import run_folder
 
 log = logging.getLogger("slmforge")
 
@@ -45,6 +48,7 @@ def build_callbacks(cfg: DictConfig, run_dir: Path, has_logger: bool = True) -> 
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS_DIR, filename="step{step}", save_last=True, save_top_k=0,
         auto_insert_metric_name=False, every_n_train_steps=int(cfg.train.checkpoint_every_n_steps),
+        enable_version_counter=False,  # always this run's last.ckpt, never a last-v1 beside another run's
     )  # fmt: skip
     out: list[Any] = [checkpoint]
     for name, cb in (cfg.get("callbacks") or {}).items():
@@ -79,6 +83,8 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     tcfg, ecfg = cfg.train, cfg.eval
     ckpt_path = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
+    if rank_zero:  # the other ranks of a data-parallel job write nothing of their own
+        run_folder.claim(cfg, run_dir, resuming=ckpt_path is not None)
     setup = build_setup(cfg, run_dir=run_dir)
     if cfg.get("objective_required") and not setup.splits.validation:
         raise ConfigError(
@@ -93,15 +99,23 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     tags = [str(t) for t in cfg.get("tags") or []] + [
         setup.model["model"], f"{setup.model['params_m']}M", str(cfg.adapter.kind),
     ]  # fmt: skip
+    resume_id = None
+    if ckpt_path and rank_zero:
+        run_folder.start_metrics_part(run_dir)
+        resume_id = run_folder.latest_wandb_run_id(run_dir)
     loggers = make_loggers(
-        to_container(cfg.get("logger")), run_dir, str(cfg.run_name), to_container(cfg), tags, job_type="train"
-    )
+        to_container(cfg.get("logger")), run_dir, str(cfg.run_name), to_container(cfg), tags, job_type="train",
+        resume_id=resume_id,
+    )  # fmt: skip
     log_rows = _log_rows(cfg)
     predictors_dir = run_dir / PREDICTORS_DIR
     records: dict[str, ResultsRecord] = {}
 
     # ---- zero-shot baseline (the base model before any adapter) ---------------------------------------------
-    if ecfg.zero_shot and rank_zero:
+    kept = predictors_dir / "zero_shot" / RESULTS_FILE
+    if ckpt_path and ecfg.zero_shot and kept.exists():
+        records["zero_shot"] = read_results(kept)  # a resume keeps the run's zero-shot record
+    elif ecfg.zero_shot and rank_zero:
         rec, rows = evaluate_predictor(
             setup, setup.predictor(), method="zero_shot", out_dir=predictors_dir / "zero_shot"
         )
@@ -156,6 +170,7 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             *build_callbacks(cfg, run_dir, has_logger=bool(loggers)),
             *([] if bar else [ProgressLog()]),
         ],
+        plugins=[run_folder.atomic_checkpoint_io()],
         default_root_dir=str(run_dir),
         val_check_interval=tcfg.val_check_interval,
         num_sanity_val_steps=0,
@@ -167,13 +182,19 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     t0 = time.perf_counter()
     with stage(f"fit ({len(setup.splits.train)} train rows)"):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        except SystemExit:
+            if trainer.interrupted and rank_zero:
+                _interrupted(run_dir)
+            raise
     fit_wall = time.perf_counter() - t0
     if not trainer.is_global_zero:
         # Data-parallel training: the other ranks trained their shard; evaluation, the adapter, the records
         # and the summary are written once, by rank 0.
         return {"run_dir": str(run_dir), "rank": trainer.global_rank, "primary_metric": task.primary_metric}
     _leave_process_group()
+    run_folder.merge_metrics_history(run_dir)
     stats = datamodule.token_stats()
     training = {
         "time_s": round(module.train_time_s, 2),
@@ -235,6 +256,22 @@ _TRAINER_KEYS_OWNED = {
     "num_sanity_val_steps", "log_every_n_steps", "reload_dataloaders_every_n_epochs",
     "enable_model_summary", "enable_progress_bar", "deterministic",
 }  # fmt: skip
+
+
+def _interrupted(run_dir: Path) -> None:
+    """Ctrl-C: the W&B run is marked interrupted (not finished) and the resume command printed."""
+    import shlex
+    import sys
+
+    from slmforge.build import job_overrides
+    from slmforge.tracking import finish
+
+    finish(exit_code=130)
+    again = [o for o in job_overrides() if not o.startswith(("ckpt_path=", "overwrite="))]
+    cmd = shlex.join(["slmforge-train", *again, f"hydra.run.dir={run_dir}", "ckpt_path=last"])
+    print(f"interrupted: the last checkpoint is in {run_dir / CHECKPOINTS_DIR}; resume with:\n  {cmd}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    raise SystemExit(130)
 
 
 def _leave_process_group() -> None:
