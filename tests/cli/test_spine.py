@@ -25,15 +25,9 @@ from clihelp import FAST, run_cli
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("spine")
-    run_dir = root / "run"
-    proc = run_cli(
-        "slmforge-train", *FAST, "adapter.r=4", "seed=3", "logger=csv", f"hydra.run.dir={run_dir}", cwd=root
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+@pytest.fixture
+def run(shared_run: Path) -> Path:
+    return shared_run
 
 
 def test_record_carries_the_contract(run: Path) -> None:
@@ -79,7 +73,8 @@ def test_adapter_records_its_base_model_portably(run: Path) -> None:
     cfg = json.loads((run / "adapter/adapter_config.json").read_text())
     rec = read_results(run / "predictors/finetuned")
     assert cfg["base_model_name_or_path"] == "tiny"  # never a machine-local cache folder
-    assert cfg["slmforge_base_model"]["weights_sha256"] == rec.predictor["weights_sha256"]
+    assert cfg["slmforge"]["base_model"]["weights_sha256"] == rec.predictor["weights_sha256"]
+    assert cfg["slmforge"]["weights_sha256"] == rec.predictor["adapter"]["sha256"]
 
 
 def test_evaluate_scores_the_test_split_by_default_and_writes_the_record_first(

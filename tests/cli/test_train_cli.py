@@ -13,13 +13,9 @@ from slmforge.records import read_predictions, read_results
 from clihelp import FAST, run_cli
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    run_dir = root / "run"
-    proc = run_cli("slmforge-train", *FAST, f"hydra.run.dir={run_dir}", cwd=root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return run_dir
+@pytest.fixture
+def tiny_run(shared_run: Path) -> Path:
+    return shared_run  # model=tiny debug=fast adapter.r=4 seed=3 (tests/cli/conftest.py)
 
 
 def test_run_dir_holds_every_output(tiny_run):
@@ -81,7 +77,7 @@ def test_resume_from_checkpoint_continues_step_count(tiny_run, tmp_path):
     # Only trainable weights are checkpointed, not the frozen base model.
     assert all("lora_" in k for k in ckpt["state_dict"])
     proc = run_cli(
-        "slmforge-train", *FAST, f"hydra.run.dir={tmp_path / 'resumed'}", f"ckpt_path={tiny_run}",
+        "slmforge-train", *FAST, "adapter.r=4", "seed=3", f"hydra.run.dir={tmp_path / 'resumed'}", f"ckpt_path={tiny_run}",
         "train.max_steps=6", "train.epochs=2", "eval.zero_shot=false", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

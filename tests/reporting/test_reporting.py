@@ -290,3 +290,9 @@ def test_recommendation_when_a_prompted_model_wins(multirun_dir: Path) -> None:
     text = recommendation(df)
     assert text.startswith("Deploy `gpt-4o-5shot` (5-shot gpt-4o via API): accuracy 0.80 vs 0.62")
     assert "45× more expensive than gpt-4o-mini" in text  # 3.95 / 0.087 = 45.4
+
+
+def test_a_report_over_a_single_record_recommends_it(multirun_dir: Path) -> None:
+    (only,) = [r for r in collect_records([multirun_dir]) if r.name == "lora-r16"]
+    text = recommendation(leaderboard([only], load_pricing(), primary_metric="accuracy"))
+    assert text.startswith("Deploy `lora-r16`") and "accuracy 0.91" in text

@@ -36,6 +36,8 @@ _BENIGN_WARNINGS = (
     r".*You are using `torch.load` with `weights_only=False`.*",
     r".*LeafSpec.*is deprecated.*",
     r".*predict_dataloader.*",
+    r".*is_gradient_checkpointing.*is deprecated.*",  # transformers, called by peft
+    r".*isinstance\(treespec, LeafSpec\).*",  # Lightning's pytree shim on torch 2.13
 )
 
 

@@ -289,7 +289,12 @@ def recommendation(
     best = whole.loc[whole["score"].idxmax()] if "score" in whole else whole.iloc[0]
     others = whole.drop(index=best.name)
     winner_prompted = is_prompted(best)
-    pool = others[[is_prompted(r) != winner_prompted for _, r in others.iterrows()]]
+    # a boolean Series keeps the columns when there are no other rows (a plain empty list selects no columns)
+    pool = others[
+        pd.Series(
+            [is_prompted(r) != winner_prompted for _, r in others.iterrows()], index=others.index, dtype=bool
+        )
+    ]
     label = "the best prompted baseline" if not winner_prompted else "the best non-prompted model"
     if pool.empty and not others.empty:
         pool, label = others, "the runner-up"
