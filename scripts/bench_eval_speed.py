@@ -60,6 +60,7 @@ def main() -> None:
         default=True,
         help="run the article's recipe (--no-article: accuracy and agreement only, e.g. on a large --n)",
     )
+    p.add_argument("overrides", nargs="*", help="Hydra overrides on top (e.g. task.system_prompt=null)")
     args = p.parse_args()
     setup = build_setup(
         compose_config(
@@ -68,6 +69,7 @@ def main() -> None:
                 f"model={args.model}", "data=jsonl", f"data.train_path={args.data / 'train.jsonl'}",
                 f"data.test_path={args.data / 'test.jsonl'}", f"task.label_list_in_prompt={args.label_list}",
                 "logger=none",
+                *args.overrides,
             ],
         )
     )  # fmt: skip

@@ -61,15 +61,20 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfi
 # ---- the pieces ----------------------------------------------------------------------------------------
 
 
+def _spec_from(cls: Any, section: Any, group: str) -> Any:
+    """A config group as its dataclass; unknown keys are named (a typo must not be silently ignored)."""
+    spec = to_container(section)
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ConfigError(f"{group} config has unknown key(s) {unknown}; known keys: {sorted(known)}")
+    return cls(**spec)
+
+
 def build_data(cfg: DictConfig) -> DatasetSplits:
     from slmforge.data.sources import DataSpec, load_splits
 
-    spec = to_container(cfg.data)
-    known = set(DataSpec.__dataclass_fields__)
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        raise ConfigError(f"data config has unknown key(s) {unknown}; known keys: {sorted(known)}")
-    return load_splits(DataSpec(**spec))
+    return load_splits(_spec_from(DataSpec, cfg.data, "data"))
 
 
 def build_task(cfg: DictConfig, splits: DatasetSplits) -> Task:
@@ -90,12 +95,7 @@ def build_task(cfg: DictConfig, splits: DatasetSplits) -> Task:
 def build_model(cfg: DictConfig) -> LoadedModel:
     from slmforge.modeling.loading import ModelSpec, load_model
 
-    spec = to_container(cfg.model)
-    known = set(ModelSpec.__dataclass_fields__)
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        raise ConfigError(f"model config has unknown key(s) {unknown}; known keys: {sorted(known)}")
-    return load_model(ModelSpec(**spec))
+    return load_model(_spec_from(ModelSpec, cfg.model, "model"))
 
 
 def device_for(hardware: dict[str, Any]) -> str:

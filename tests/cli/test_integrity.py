@@ -366,3 +366,13 @@ def test_ctrl_c_marks_the_run_interrupted_and_prints_the_resume_command(tmp_path
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted: the last checkpoint is in" in err
     assert f"hydra.run.dir={run_dir} ckpt_path=last" in err and "Traceback" not in err
+
+
+def test_an_output_folder_that_cannot_be_written_gets_one_error_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for where in (blocker / "run", Path("/proc/slmforge-test/run")):  # a file in the way; a read-only tree
+        proc = run_cli("slmforge-train", *FAST, f"hydra.run.dir={where}", cwd=tmp_path)
+        (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert proc.returncode == 2 and f"cannot write the output folder {where}" in line, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr

@@ -133,3 +133,35 @@ class SweepSummary(Callback):
 
 def _failed_files(sweep_dir: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in sweep_dir.rglob(FAILED_FILE)} if sweep_dir.is_dir() else {}
+
+
+class OutputFolderCheck(Callback):
+    """The run (or sweep) folder must be creatable and writable before Hydra creates it: otherwise Hydra's
+    own ``mkdir`` fails with a traceback (a read-only disk, a file where a folder should be)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(str(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+
+
+def _check_writable(folder: str, key: str) -> None:
+    import os
+    import tempfile
+
+    path = Path(folder).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        print(
+            f"error: cannot write the output folder {path} ({reason}); choose a writable folder with "
+            f"{key}=<dir> or SLMFORGE_OUTPUTS=<dir>",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(EXIT_USER_ERROR) from None
