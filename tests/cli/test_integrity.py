@@ -304,13 +304,13 @@ def test_a_second_concurrent_run_into_the_same_folder_fails_at_once(tmp_path: Pa
     assert not (run_dir / "predictors").exists()
 
 
-def _start_training(tmp_path: Path, run_dir: Path, *extra: str, env: dict | None = None):
+def _start_training(tmp_path: Path, run_dir: Path, *extra: str, env: dict | None = None, logger: str = "csv"):
     import os
     import subprocess
     import sys
 
     exe = Path(sys.executable).parent / "slmforge-train"
-    args = [str(exe), "model=tiny", "debug=fast", "logger=csv", "eval.zero_shot=false", "train.max_steps=-1",
+    args = [str(exe), "model=tiny", "debug=fast", f"logger={logger}", "eval.zero_shot=false", "train.max_steps=-1",
             "train.epochs=50", "data.sizes.train=64", "data.max_train_examples=64", f"hydra.run.dir={run_dir}",
             *extra]  # fmt: skip
     return subprocess.Popen(args, cwd=tmp_path, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
@@ -376,3 +376,29 @@ def test_an_output_folder_that_cannot_be_written_gets_one_error_line(tmp_path: P
         (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         assert proc.returncode == 2 and f"cannot write the output folder {where}" in line, proc.stderr[-2000:]
         assert "Traceback" not in proc.stderr
+
+
+def test_resume_continues_the_same_wandb_run_and_ctrl_c_marks_it_interrupted(tmp_path: Path) -> None:
+    import signal
+
+    from test_tracking import offline_run, offline_runs
+
+    run_dir = tmp_path / "r"
+    assert run_cli("slmforge-train", *FAST, f"hydra.run.dir={run_dir}", cwd=tmp_path).returncode == 0
+    resumed = run_cli("slmforge-train", *FAST, "train.epochs=2", "train.max_steps=6", "ckpt_path=last",
+                      f"hydra.run.dir={run_dir}", cwd=tmp_path)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    first, second = offline_runs(run_dir)
+    assert first.name.rsplit("-", 1)[-1] == second.name.rsplit("-", 1)[-1]  # one W&B run id, continued
+
+    other = tmp_path / "i"
+    proc = _start_training(tmp_path, other, "train.checkpoint_every_n_steps=1", logger="wandb")
+    try:
+        _wait_for(lambda: (other / "checkpoints/last.ckpt").exists())
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    (interrupted,) = offline_runs(other)
+    assert offline_run(interrupted)["summary"]["slmforge/status"] == "interrupted"
