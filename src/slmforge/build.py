@@ -123,11 +123,13 @@ def data_info(cfg: DictConfig, splits: DatasetSplits) -> dict[str, Any]:
 def weights_sha256(model: Any) -> str:
     """SHA-256 over the model's parameters and buffers (names, dtypes, shapes, bytes): the identity of the
     weights that were evaluated, whatever file or cache folder they came from (~1 s for 135M in fp32)."""
+    import torch
+
     h = hashlib.sha256()
     for name, t in model.state_dict().items():
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(-1).view(__import__("torch").uint8).numpy().tobytes())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 

@@ -1,22 +1,15 @@
 """Every user-error class, and the one way a command ends on one.
 
 A user error is input that cannot work (a config key, a data file, a model that cannot be loaded, a record
-that cannot be read). Its message names the file/field/override and the fix. Commands end on it through
-:func:`exit_on_user_error`: one ``error: ...`` line on stderr, exit code 2, W&B closed, files already
-written kept. Anything else is a bug and keeps its traceback.
+that cannot be read). Its message names the file/field/override and the fix. Commands end on it with one
+``error: ...`` line on stderr, exit code 2, W&B closed, files already written kept. Anything else is a bug and keeps its traceback.
 
 The classes live here, below every layer, so that data, tasks, models, records, routing and the commands
-raise and catch the same types without importing each other.
+raise and catch the same types without importing each other. The exit path itself is
+:func:`slmforge.cli.common.command`.
 """
 
 from __future__ import annotations
-
-import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Any, TypeVar
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_USER_ERROR = 2
 
@@ -69,29 +62,3 @@ def user_error_message(e: BaseException) -> str:
     """The one line printed for a user error (``KeyError`` quotes its argument; unquote it)."""
     msg = e.args[0] if isinstance(e, KeyError) and e.args else e
     return str(msg)
-
-
-def exit_on_user_error(fn: F) -> F:
-    """Turn user errors into one ``error: ...`` line on stderr and exit code 2 (no traceback).
-
-    Files already written stay where they are; W&B runs are closed first so nothing is left half-open.
-    """
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SlmforgeError as e:
-            _finish_tracking()
-            print(f"error: {user_error_message(e)}", file=sys.stderr, flush=True)
-            raise SystemExit(EXIT_USER_ERROR) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _finish_tracking() -> None:
-    if "wandb" not in sys.modules:  # nothing was logged: do not pay wandb's import
-        return
-    from slmforge.tracking import finish
-
-    finish()

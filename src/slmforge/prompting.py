@@ -39,13 +39,15 @@ def render_prompt(tokenizer: Any, messages: list[Message]) -> str:
 
 
 def prompt_token_ids(
-    tokenizer: Any, task: Any, example: dict[str, Any], shots: Any, max_tokens: int
+    tokenizer: Any, task: Any, example: dict[str, Any], shots: Any, max_tokens: int | None = None
 ) -> list[int]:
-    """The rendered prompt's token ids, tokenised and (over ``max_tokens``) cut as in training."""
+    """The rendered prompt's token ids, tokenised and (over ``max_tokens``, by default the task's prompt
+    budget: the training cut) cut as in training."""
     from slmforge.prediction.shots import shots_for
 
     prompt = render_prompt(tokenizer, task.messages(example, shots_for(shots, example)))
-    return fit_prompt(tokenizer(prompt, add_special_tokens=False)["input_ids"], max_tokens)
+    budget = max_tokens if max_tokens is not None else task.max_prompt_tokens
+    return fit_prompt(tokenizer(prompt, add_special_tokens=False)["input_ids"], budget)
 
 
 def count_truncated(

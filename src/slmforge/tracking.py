@@ -277,6 +277,12 @@ def wandb_run(loggers: list[Logger]) -> Any | None:
     return None if lg is None else lg.experiment
 
 
+def predictions_to_log(logger_cfg: Any) -> int:
+    """Rows of the predictions table to upload: ``logger.wandb.log_predictions`` (0 = none; 200 by default)."""
+    wb = (dict(logger_cfg or {}).get("wandb")) or {}
+    return int(wb.get("log_predictions", 200) or 0)
+
+
 def log_evaluation(
     loggers: list[Logger],
     record: ResultsRecord,

@@ -71,7 +71,6 @@ def run_baselines(cfg: DictConfig, run_dir: Path) -> dict[str, ResultsRecord]:
     """Evaluate the k-shot and API baselines into ``<run_dir>/predictors/<name>``."""
     from slmforge.build import build_setup, evaluate_predictor
     from slmforge.records import PREDICTORS_DIR
-    from slmforge.tracking import log_evaluation, make_loggers
 
     kshots = [(str(name), b) for name, b in (cfg.get("k_shot_baselines") or {}).items() if b]
     apis = _api_specs(cfg)
@@ -87,7 +86,7 @@ def run_baselines(cfg: DictConfig, run_dir: Path) -> dict[str, ResultsRecord]:
             out_dir=run_dir / PREDICTORS_DIR / name,
         )  # fmt: skip
         records[name] = rec
-        _log_baseline(cfg, run_dir, name, rec, rows, make_loggers, log_evaluation)
+        _log_baseline(cfg, run_dir, name, rec, rows)
     for name, spec in apis.items():
         k = int(spec.pop("k", 0) or 0)
         selection = str(spec.pop("selection", "stratified"))
@@ -103,31 +102,24 @@ def run_baselines(cfg: DictConfig, run_dir: Path) -> dict[str, ResultsRecord]:
             if close is not None:
                 close()
         records[name] = rec
-        _log_baseline(cfg, run_dir, name, rec, rows, make_loggers, log_evaluation)
+        _log_baseline(cfg, run_dir, name, rec, rows)
     return records
 
 
-def _log_baseline(
-    cfg: DictConfig, run_dir: Path, name: str, rec: Any, rows: Any, make_loggers: Any, log_eval: Any
-) -> None:
+def _log_baseline(cfg: DictConfig, run_dir: Path, name: str, rec: Any, rows: Any) -> None:
     """Each baseline is its own W&B run, named after it and grouped with the training run it compares to."""
     from slmforge.build import to_container
-    from slmforge.tracking import finish
+    from slmforge.records import PREDICTORS_DIR
+    from slmforge.tracking import finish, log_evaluation, make_loggers, predictions_to_log
 
     logger_cfg = to_container(cfg.get("logger")) or {}
     if "wandb" not in logger_cfg:
         return
     loggers = make_loggers(
-        logger_cfg, run_dir / "predictors" / name, f"{cfg.run_name}-{name}", to_container(cfg),
+        logger_cfg, run_dir / PREDICTORS_DIR / name, f"{cfg.run_name}-{name}", to_container(cfg),
         [str(rec.predictor.get("model"))], job_type="baseline",
     )  # fmt: skip
-    log_eval(
-        loggers,
-        rec,
-        rows,
-        f"{name}/test",
-        max_rows=int((logger_cfg["wandb"] or {}).get("log_predictions", 200) or 0),
-    )
+    log_evaluation(loggers, rec, rows, f"{name}/test", max_rows=predictions_to_log(logger_cfg))
     finish()
 
 

@@ -101,7 +101,7 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
     from slmforge.checks import check_run_config
     from slmforge.modeling.adapters import merged_adapter
     from slmforge.records import RESOLVED_CONFIG_FILE
-    from slmforge.tracking import log_evaluation, make_loggers
+    from slmforge.tracking import log_evaluation, make_loggers, predictions_to_log
 
     default_name, composed = str(cfg.run_name), cfg
     if cfg.get("run_dir"):
@@ -139,9 +139,8 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
             setup, setup.predictor(shots=shots), method=method, out_dir=out_dir, name=str(name),
             adapter=adapter, k=k, selection=selection, split=str(cfg.split),
         )  # fmt: skip
-    wb = (cfg.get("logger") or {}).get("wandb") or {}
     log_evaluation(
-        loggers, record, rows, f"{method}/{cfg.split}", max_rows=int(wb.get("log_predictions", 200) or 0)
+        loggers, record, rows, f"{method}/{cfg.split}", max_rows=predictions_to_log(cfg.get("logger"))
     )
     from rich.console import Console
 

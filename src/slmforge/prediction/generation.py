@@ -157,13 +157,7 @@ class GenerationPredictor:
         return out
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
-        return prompt_token_ids(
-            self.tokenizer,
-            self.task,
-            example,
-            self.shots,
-            self.max_prompt_tokens or self.task.max_prompt_tokens,
-        )
+        return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
 
     # ------------------------------------------------------------------ decoding
 

@@ -114,13 +114,7 @@ class LabelScorer:
         }
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
-        return prompt_token_ids(
-            self.tokenizer,
-            self.task,
-            example,
-            self.shots,
-            self.max_prompt_tokens or self.task.max_prompt_tokens,
-        )
+        return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
 
     @torch.no_grad()
     def score_batch(self, prompts: list[list[int]], labels: Sequence[int] | None = None) -> torch.Tensor:

@@ -74,7 +74,7 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from slmforge.checks import check_run_config
     from slmforge.modeling.adapter_files import save_adapter
     from slmforge.modeling.adapters import AdapterSpec, apply_adapter, merged_adapter, trainable_parameters
-    from slmforge.tracking import log_adapter, log_evaluation, make_loggers
+    from slmforge.tracking import log_adapter, log_evaluation, make_loggers, predictions_to_log
     from slmforge.training.datamodule import SLMDataModule
     from slmforge.training.module import CausalLMModule
 
@@ -107,7 +107,7 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         to_container(cfg.get("logger")), run_dir, str(cfg.run_name), to_container(cfg), tags, job_type="train",
         resume_id=resume_id,
     )  # fmt: skip
-    log_rows = _log_rows(cfg)
+    log_rows = predictions_to_log(cfg.get("logger"))
     predictors_dir = run_dir / PREDICTORS_DIR
     records: dict[str, ResultsRecord] = {}
 
@@ -291,11 +291,6 @@ def process_rank() -> int:
     local = int(os.environ.get("LOCAL_RANK", 0) or 0)
     node = int(os.environ.get("NODE_RANK", 0) or 0)
     return int(os.environ.get("RANK", local + node)) if (local or node or "RANK" in os.environ) else 0
-
-
-def _log_rows(cfg: DictConfig) -> int:
-    wb = (cfg.get("logger") or {}).get("wandb") or {}
-    return int(wb.get("log_predictions", 200) or 0)
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
