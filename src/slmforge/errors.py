@@ -38,6 +38,11 @@ class ModelLoadError(SlmforgeError, RuntimeError):
     """A model that cannot be loaded; the message says which and how to fix it."""
 
 
+class ModelUnavailableError(ModelLoadError):
+    """A model this machine cannot reach (a hub model offline, an optional model package not installed), as
+    opposed to one configured wrongly: a sweep records its job as skipped (``skipped.json``), not failed."""
+
+
 class RecordError(SlmforgeError, ValueError):
     """A results record or predictions file that cannot be read; the message names the file and field."""
 

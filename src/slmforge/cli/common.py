@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
-from slmforge.cli.sweep_callback import in_multirun, record_failed_job
+from slmforge.cli.sweep_callback import in_multirun, is_unavailable, record_failed_job, record_skipped_job
 from slmforge.errors import EXIT_USER_ERROR, SlmforgeError, user_error_message
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,7 +63,9 @@ def command(fn: F) -> F:
     own run), user errors as one ``error: ...`` line with exit code 2, and a run folder that a failed
     command left empty (only Hydra's bookkeeping) removed. In a multirun a user error ends only its job:
     the job writes ``failed.json`` and returns None, and the sweep's summary exits with code 2 at its end
-    (an exit here would cancel the jobs not yet run)."""
+    (an exit here would cancel the jobs not yet run). A model this machine cannot reach (``is_unavailable``:
+    a hub model offline, an optional package missing) is a skip in a multirun, not a failure: one
+    ``skipped: ...`` line, ``skipped.json``, and the sweep's exit code is left alone."""
 
     @wraps(fn)
     def wrapper(cfg: DictConfig, *args: Any, **kwargs: Any) -> Any:
@@ -72,6 +74,10 @@ def command(fn: F) -> F:
             return fn(cfg, *args, **kwargs)
         except SlmforgeError as e:
             _finish_tracking()
+            if in_multirun() and is_unavailable(e):
+                print(f"skipped: {user_error_message(e)}", file=sys.stderr, flush=True)
+                record_skipped_job(run_dir_of(cfg), e, model=_model_name(cfg))
+                return None
             print(f"error: {user_error_message(e)}", file=sys.stderr, flush=True)
             if in_multirun():
                 record_failed_job(run_dir_of(cfg), e)
@@ -82,6 +88,11 @@ def command(fn: F) -> F:
             _finish_tracking()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _model_name(cfg: DictConfig) -> str | None:
+    model = cfg.get("model") if isinstance(cfg, DictConfig) else None
+    return str(model.get("name")) if isinstance(model, DictConfig) and model.get("name") else None
 
 
 def _finish_tracking() -> None:

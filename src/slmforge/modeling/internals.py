@@ -3,7 +3,10 @@
 - ``decoder_and_head``: the transformer body and the vocabulary projection, so callers can run the
   (expensive, 49k-wide) LM head only at the positions they need. ``None`` for models that post-process
   logits (soft-capping), where only the full forward is exact.
-- ``CACHE_KWARG`` / ``returned_cache``: transformers 5 renamed ``past_key_values`` to ``cache``.
+- ``block_attention_mask``: a custom "may attend" mask in the form the model takes, with the sliding window
+  of models that mix sliding-window and global layers (Gemma 3) applied per layer type.
+- ``CACHE_KWARG`` / ``returned_cache``: transformers 5 renamed ``past_key_values`` to ``cache``;
+  ``full_cache``: a cache that keeps every layer's keys (sliding-window layers included).
 - ``grouped_kv_attention``: SDPA on grouped key/value heads under a custom mask, on CPU.
 """
 
@@ -29,15 +32,60 @@ def decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.
     return decoder, head
 
 
-def block_attention_mask(allowed: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+def block_attention_mask(
+    allowed: torch.Tensor, model: torch.nn.Module
+) -> torch.Tensor | dict[str, torch.Tensor]:
     """A custom ``[B, 1, Q, K]`` boolean "may attend" mask in the form the model's attention takes:
-    booleans for SDPA / flex, an additive float mask (0 / -inf-like) for eager attention."""
+    booleans for SDPA / flex, an additive float mask (0 / -inf-like) for eager attention.
+
+    Models with sliding-window layers (Gemma 3: 5 of every 6 layers see only the last 512 positions) take a
+    custom 4D mask as is, for every layer, so a mask without the window would let those layers see further
+    than they were trained to once a prompt and its label pass the window (scores then differ from a plain
+    forward). For them the result is ``{"full_attention": mask, "sliding_attention": windowed mask}``, the
+    per-layer-type form their decoders accept. The window is cut from ``allowed`` alone: every mask slmforge
+    builds lets a query see exactly its own sequence's earlier tokens, in column order (a cached prefix
+    first), so the n-th allowed key of a query that sees N keys is N - n positions back.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if getattr(base.config, "_attn_implementation", "sdpa") == "eager":
+    config = base.config
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None) or ()
+    eager = getattr(config, "_attn_implementation", "sdpa") == "eager"
+    full = _mask_form(allowed, eager)
+    if not window or "sliding_attention" not in layer_types:
+        return full
+    seen = allowed.cumsum(-1)  # keys allowed so far, this one included
+    distance = allowed.sum(-1, keepdim=True) - seen  # 0 for the query itself
+    return {"full_attention": full, "sliding_attention": _mask_form(allowed & (distance < window), eager)}
+
+
+def sliding_window(model: torch.nn.Module) -> int | None:
+    """The sliding window of a model that mixes sliding-window and global layers (Gemma 3: 512), else None."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)  # a scripted test model has none
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None) or ()
+    return int(window) if window and "sliding_attention" in layer_types else None
+
+
+def _mask_form(allowed: torch.Tensor, eager: bool) -> torch.Tensor:
+    if eager:
         return torch.zeros(allowed.shape, device=allowed.device).masked_fill(
             ~allowed, torch.finfo(torch.float32).min
         )
     return allowed
+
+
+def full_cache() -> Any:
+    """An empty key/value cache whose every layer keeps all its keys, sliding-window layers included.
+
+    The default cache of a Gemma 3 forward keeps only a sliding layer's last ``window - 1`` keys, so a
+    cached prefix longer than the window would come back shorter than the positions it covers; callers that
+    reuse a prefix under their own mask (``block_attention_mask`` applies the window) need it whole.
+    """
+    from transformers import DynamicCache
+
+    return DynamicCache()
 
 
 def _cache_kwarg() -> str:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache
+from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache, sliding_window
 from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
 from slmforge.prediction.constrained import JsonConstraint
 from slmforge.prediction.prefix_cache import SharedPrefix
@@ -195,6 +195,11 @@ class GenerationPredictor:
         max_new = max_new_tokens or self.max_new_tokens
         device = next(self.model.parameters()).device
         shared = self.prefix.for_prompts(prompts)
+        window = sliding_window(self.model)
+        if shared and window and max(len(p) for p in prompts) + max_new > window:
+            # Left padding sits between the cached prefix and each row's tail, so a sliding-window layer's
+            # window would count padding and reach back differently from a plain forward: no shared prefix.
+            shared = 0
         tails = [p[shared:] for p in prompts]
         n, width = len(tails), max(len(p) for p in tails)
         ids = torch.full((n, width), self.pad_id, dtype=torch.long)

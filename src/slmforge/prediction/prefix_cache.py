@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from slmforge.modeling.internals import decoder_and_head, returned_cache
+from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, full_cache, returned_cache
 
 # Below this many shared tokens the bookkeeping costs more than it saves.
 MIN_PREFIX_TOKENS = 8
@@ -89,6 +89,7 @@ class SharedPrefix:
             input_ids=torch.tensor([ids], device=device),
             position_ids=torch.arange(len(ids), device=device)[None],
             use_cache=True,
+            **{CACHE_KWARG: full_cache()},  # a sliding-window layer's default cache drops older keys
         )
         cache = returned_cache(out)
         self._kv = [(layer.keys, layer.values) for layer in cache.layers]

@@ -35,7 +35,13 @@ import torch
 import torch.nn.functional as F
 
 from slmforge.errors import DivergenceError
-from slmforge.modeling.internals import CACHE_KWARG, block_attention_mask, decoder_and_head, returned_cache
+from slmforge.modeling.internals import (
+    CACHE_KWARG,
+    block_attention_mask,
+    decoder_and_head,
+    full_cache,
+    returned_cache,
+)
 from slmforge.training.batching import IGNORE_INDEX
 from slmforge.training.throughput import mfu, peak_bf16_flops
 
@@ -125,7 +131,9 @@ class CausalLMModule(L.LightningModule):
             if shared:
                 from transformers import DynamicCache
 
-                head_kv = returned_cache(decoder(input_ids=ids[:1, :shared], use_cache=True)).layers
+                head_kv = returned_cache(
+                    decoder(input_ids=ids[:1, :shared], use_cache=True, **{CACHE_KWARG: full_cache()})
+                ).layers
             lengths = mask.sum(1)
             if int(lengths.sum()) - (ids.shape[0] - 1) * shared <= self.pack_max_tokens:
                 if shared:
