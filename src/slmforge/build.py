@@ -267,15 +267,24 @@ class Setup:
     def eval_cfg(self) -> Any:
         return self.cfg.eval
 
-    def predictor(self, shots: Any = (), batch_size: int | None = None) -> Predictor:
-        """A predictor over the model as it is now, decoding as ``eval.*`` says."""
+    def predictor(
+        self, shots: Any = (), batch_size: int | None = None, scoring: str | None = None
+    ) -> Predictor:
+        """A predictor over the model as it is now, decoding as ``eval.*`` says.
+
+        ``scoring``: raw | length_norm | calibrated label scoring for classification (None:
+        ``eval.scoring``, raw when a saved config predates it); it lands in the record as
+        ``predictor["scoring"]``."""
         from slmforge.prediction.factory import build_predictor
 
         if self.lm is None:
             raise ConfigError("this command was set up without a model; it cannot build a local predictor")
+        if scoring is None:
+            scoring = str(self.eval_cfg.get("scoring", "raw"))
         return build_predictor(
             self.lm, self.task, int(batch_size or self.eval_cfg.batch_size), shots=shots,
             constrained=bool(self.eval_cfg.constrained), label_decoding=str(self.eval_cfg.label_decoding),
+            scoring=scoring,
         )  # fmt: skip
 
     def shots(self, k: int, selection: str) -> Any:
@@ -338,7 +347,10 @@ def evaluate_predictor(
     machine = setup.hardware.get("machine")
     if validation is None:
         validation = bool(ecfg.validation_predictions)
-    val_rows = setup.splits.validation if validation and split == "test" else None
+    # Abstention with a threshold chosen on validation (task.abstain.threshold=auto) needs validation
+    # predictions whatever eval.validation_predictions says; the runner predicts them first.
+    needs_val = setup.task.abstention_needs_validation and split != "validation"
+    val_rows = setup.splits.validation if (validation and split == "test") or needs_val else None
     rows_in = examples if examples is not None else setup.splits.get(split)
     if kind == "local" and setup.lm is not None:
         from slmforge.prompting import count_truncated

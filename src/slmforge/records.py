@@ -5,7 +5,13 @@ Evaluation writes, per predictor directory:
 - ``predictions.jsonl``            one :class:`PredictionRow` per evaluated example;
 - ``predictions_validation.jsonl`` the same on the validation split (routing calibrates there);
 - ``confusion_matrix.json``        classification's label x label matrix (kept out of the record so that
-                                   ``cat results.json`` stays readable with 77 labels).
+                                   ``cat results.json`` stays readable with 77 labels);
+- ``coverage_accuracy.json``       classification with an out-of-scope label or abstention: the
+                                   coverage-vs-accuracy curve (``{"split", "threshold", "coverage",
+                                   "accuracy", "abstain_threshold"}``, thresholds descending, coverage rising
+                                   to 1); the record keeps its area (``accuracy_coverage_auc``) and the chosen
+                                   point (``coverage``, ``selective_accuracy``, ``abstention``);
+- ``coverage_accuracy.png``        that curve drawn (when matplotlib is installed).
 
 Reporting, routing and the notebook read only these files (never model internals), so a number means the
 same thing whichever predictor produced it. Every file name of the contract is defined here and nowhere
@@ -32,6 +38,8 @@ RESULTS_FILE = "results.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 VALIDATION_PREDICTIONS_FILE = "predictions_validation.jsonl"
 CONFUSION_MATRIX_FILE = "confusion_matrix.json"
+COVERAGE_CURVE_FILE = "coverage_accuracy.json"
+COVERAGE_CURVE_PLOT = "coverage_accuracy.png"
 # A training run's folder: its summary, saved config (Hydra's), adapter and checkpoints.
 RUN_SUMMARY_FILE = "metrics.json"
 SAVED_CONFIG = ".hydra/config.yaml"
@@ -183,8 +191,8 @@ def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float]:
 
 def write_results(run_dir: str | Path, record: ResultsRecord, filename: str = RESULTS_FILE) -> Path:
     """Write ``results.json`` atomically (a crash never leaves half a file). A confusion matrix goes to
-    ``confusion_matrix.json`` beside it (with its labels) and lists of numbers stay on one line, so the
-    record reads on a screen."""
+    ``confusion_matrix.json`` beside it (with its labels), a coverage-accuracy curve to
+    ``coverage_accuracy.json``, and lists of numbers stay on one line, so the record reads on a screen."""
     path = Path(run_dir) / filename
     path.parent.mkdir(parents=True, exist_ok=True)
     d = record.to_dict()
@@ -194,19 +202,29 @@ def write_results(run_dir: str | Path, record: ResultsRecord, filename: str = RE
         side = {"labels": labels, "rows": "true label", "columns": "predicted label", "matrix": matrix}
         _atomic_write(path.parent / CONFUSION_MATRIX_FILE, _compact_json(side))
         d["metrics"]["confusion_matrix_file"] = CONFUSION_MATRIX_FILE
+    curve = d["metrics"].pop("coverage_curve", None)
+    if curve is not None:
+        abstention = d["metrics"].get("abstention") or {}
+        side = {"split": record.split, **curve, "abstain_threshold": abstention.get("threshold")}
+        _atomic_write(path.parent / COVERAGE_CURVE_FILE, _compact_json(side))
+        d["metrics"]["coverage_curve_file"] = COVERAGE_CURVE_FILE
     _atomic_write(path, _compact_json(d))
     return path
 
 
 def _compact_json(obj: Any) -> str:
-    """Indented JSON with every list of plain numbers on one line."""
+    """Indented JSON with every list of plain numbers, and every list of short space-free strings (target
+    modules, overrides), on one line."""
     text = json.dumps(obj, indent=2, default=_json_default)
-    return _NUMBER_LIST.sub(lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text)
+    text = _NUMBER_LIST.sub(lambda m: "[" + ", ".join(m.group(1).split()).replace(",,", ",") + "]", text)
+    return _WORD_LIST.sub(lambda m: "[" + ", ".join(re.split(r",\s*", m.group(1))) + "]", text)
 
 
 _NUMBER_LIST = re.compile(
     r"\[\s*((?:-?[\d.eE+-]+|NaN|Infinity|null)(?:,\s*(?:-?[\d.eE+-]+|NaN|Infinity|null))*)\s*\]"
 )
+# Strings of up to 40 word characters and ``.-/:=+`` (no spaces, quotes, commas or escapes).
+_WORD_LIST = re.compile(r'\[\s*("[\w.\-/:=+]{0,40}"(?:,\s*"[\w.\-/:=+]{0,40}")*)\s*\]')
 
 
 def _atomic_write(path: Path, text: str) -> None:

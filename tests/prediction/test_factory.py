@@ -40,3 +40,25 @@ def test_explicit_choices(lm) -> None:
 def test_unknown_choice_names_the_key_and_the_options(lm) -> None:
     with pytest.raises(ConfigError, match=r"eval\.label_decoding='beam'.*trie_greedy"):
         build_predictor(lm, _task(3), batch_size=4, label_decoding="beam")
+
+
+@pytest.mark.parametrize("decoding", ["auto", "trie", "trie_greedy"])
+def test_scorings_other_than_raw_use_label_scoring(lm, decoding) -> None:
+    many = _task(TRIE_ABOVE_LABELS + 1)  # auto would search the trie
+    pred = build_predictor(lm, many, batch_size=4, label_decoding=decoding, scoring="calibrated")
+    assert type(pred) is LabelScorer
+    described = pred.describe()
+    assert described["decoding"] == "label_scoring" and described["scoring"] == "calibrated"
+    assert described.get("label_decoding_requested") == (None if decoding == "auto" else decoding)
+
+
+def test_trie_and_raw_scoring_report_raw(lm) -> None:
+    assert build_predictor(lm, _task(3), batch_size=4, label_decoding="trie").describe()["scoring"] == "raw"
+    assert (
+        build_predictor(lm, _task(3), batch_size=4, label_decoding="scoring").describe()["scoring"] == "raw"
+    )
+
+
+def test_unknown_scoring_names_the_key_and_the_options(lm) -> None:
+    with pytest.raises(ConfigError, match=r"eval\.scoring='norm'.*calibrated"):
+        build_predictor(lm, _task(3), batch_size=4, scoring="norm")

@@ -12,6 +12,12 @@ Predictors that send requests (API ones, counting them in ``requests_made``) als
 ``requests``: requests sent, failed and cached examples, the budget, and the coverage. A predictor that
 stops early (:class:`~slmforge.prediction.base.IncompletePredictions`: its request budget ran out) still
 gets a record, of the rows that finished, with coverage below 1.
+
+Abstention (a task whose ``abstention_needs_validation``: classification with
+``task.abstain.threshold=auto``): the validation split is predicted *first*, the threshold chosen there
+(per predictor, recorded in ``metrics.abstention`` with where it was chosen), then the test rows are
+predicted, judged with it, and the record written at once; the validation predictions written after it
+reuse the first pass.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from tqdm.auto import tqdm
 from slmforge.errors import DivergenceError
 from slmforge.prediction.base import IncompletePredictions, Prediction, Predictor
 from slmforge.records import (
+    COVERAGE_CURVE_PLOT,
     PREDICTIONS_FILE,
     VALIDATION_PREDICTIONS_FILE,
     PredictionRow,
@@ -218,6 +225,16 @@ def evaluate_split(
 
     run_info = run_info or {}
     sent_before = getattr(predictor, "requests_made", None)
+    early_val: list[PredictionRow] | None = None
+    val_stopped: IncompletePredictions | None = None
+    if task.abstention_needs_validation and validation_examples:
+        early_val, val_stopped = predict_available(
+            predictor, task, validation_examples, progress=f"{name}/validation"
+        )
+        check_finite(early_val, name)
+    # Evaluating validation itself without separate validation rows: the threshold comes from its own rows.
+    self_chosen = task.abstention_needs_validation and early_val is None and split == "validation"
+    abstention = None if self_chosen else _abstention(task, early_val, split)  # fails before the test pass
     t0 = time.perf_counter()
     rows, stopped = predict_available(predictor, task, examples, progress=f"{name}/{split}")
     wall = time.perf_counter() - t0
@@ -225,7 +242,13 @@ def evaluate_split(
     if stopped is not None:
         log.warning("%s: %d of %d %s examples finished; recording those. %s", name, len(rows),
                     len(examples), split, stopped)  # fmt: skip
+    if self_chosen:
+        abstention = task.choose_abstention(rows, "validation (the evaluated split itself)")
+    rows = task.apply_abstention(rows, abstention)
     metrics = task.compute_metrics(rows)
+    if abstention:
+        metrics["abstain_threshold"] = abstention["threshold"]
+        metrics["abstention"] = abstention
     described = predictor.describe()
     # Only rows that got a reply have a latency and tokens to price (a failed request is neither fast nor
     # free); a cache hit carries the latency its original request had.
@@ -280,10 +303,16 @@ def evaluate_split(
         out_dir = Path(out_dir)
         write_predictions(out_dir / PREDICTIONS_FILE, rows)
         write_results(out_dir, record)  # the record asked for is on disk before any further pass
+        if "coverage_curve" in metrics:
+            plot_coverage_curve(out_dir / COVERAGE_CURVE_PLOT, metrics, name, split)
         if validation_examples and stopped is None:  # a predictor that stopped on test cannot go on
-            val_rows, val_stopped = predict_available(
-                predictor, task, validation_examples, progress=f"{name}/validation"
-            )
+            if early_val is not None:  # predicted first, to choose the abstention threshold
+                val_rows = early_val
+            else:
+                val_rows, val_stopped = predict_available(
+                    predictor, task, validation_examples, progress=f"{name}/validation"
+                )
+            val_rows = task.apply_abstention(val_rows, abstention)
             if val_stopped is not None:
                 log.warning("%s: %d of %d validation examples finished. %s", name, len(val_rows),
                             len(validation_examples), val_stopped)  # fmt: skip
@@ -291,6 +320,44 @@ def evaluate_split(
             record.metrics = {**metrics, "validation": _scalars(task.compute_metrics(val_rows))}
             write_results(out_dir, record)
     return record, rows
+
+
+def _abstention(task: Task, validation_rows: list[PredictionRow] | None, split: str) -> dict[str, Any] | None:
+    """The task's abstention rule for this predictor: fixed by config, or chosen on the validation rows
+    predicted first (the task raises a :class:`~slmforge.errors.TaskError` when it needs them and there
+    are none)."""
+    if not task.abstention_needs_validation:
+        return task.choose_abstention(None, "config")
+    return task.choose_abstention(validation_rows, "validation" if validation_rows is not None else split)
+
+
+def plot_coverage_curve(path: Path, metrics: dict[str, Any], name: str, split: str) -> Path | None:
+    """``metrics["coverage_curve"]`` as a PNG, this split's point at the abstention threshold marked;
+    skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    curve, abstention = metrics["coverage_curve"], metrics.get("abstention")
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=110)
+    ax.step(curve["coverage"], curve["accuracy"], where="pre", label="answer if confidence >= t")
+    if abstention and isinstance(metrics.get("selective_accuracy"), float):
+        ax.plot([metrics["coverage"]], [metrics["selective_accuracy"]], "o", color="C3",
+                label=f"t={abstention['threshold']:.3f} (chosen on {abstention.get('chosen_on')})")  # fmt: skip
+    ax.set_xlabel("coverage (share of rows answered)")
+    ax.set_ylabel("accuracy on answered rows")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{name} / {split}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -21,6 +21,18 @@ Conventions, identical in both:
 - Brier is the multiclass Brier score, mean over examples of ``sum_c (p_c - onehot_c)^2`` (in [0, 2]);
 - NLL is the mean of ``-log p_target``, with probabilities clamped at 1e-12 so a confidently wrong
   prediction costs ~27.6 nats instead of infinity.
+
+Out-of-scope detection and abstention (selective prediction), as plain functions over per-row values:
+
+- :func:`coverage_accuracy_curve`: for each distinct confidence ``t`` (descending), the rows answered at
+  threshold ``t`` are those with confidence ``>= t``; coverage is their share and accuracy theirs. Ties
+  move together (one threshold cannot separate equal confidences);
+- :func:`choose_threshold`: the lowest threshold whose accuracy on the covered rows reaches a target
+  (the largest coverage that meets it), else the most accurate one, flagged ``met_target=False``;
+- :func:`out_of_scope_metrics`: precision, recall and F1 of "out of scope" as the positive class, and
+  the AUROC of an in-scope score separating in-scope (positive) from out-of-scope gold rows
+  (scikit-learn's ``roc_auc_score``: ties count one half). 0/0 precision/recall/F1 are 0, as above; an
+  AUROC without both classes is NaN.
 """
 
 from __future__ import annotations
@@ -155,7 +167,12 @@ class ClassificationMetrics(torchmetrics.Metric):
             raise ValueError(f"target indices must be in [0, {self.num_classes}), got {target.tolist()[:20]}")
         return target
 
-    def update(self, probs: Tensor, target: Tensor | Sequence[int | str]) -> None:
+    def update(
+        self, probs: Tensor, target: Tensor | Sequence[int | str], pred: Tensor | Sequence[int] | None = None
+    ) -> None:
+        """``pred``: label indices of the final predictions where they are not the argmax of ``probs`` (an
+        abstention replaced the answer by the out-of-scope label): the confusion matrix, accuracy and F1
+        count them, while ECE, Brier and NLL stay on the model's own distribution."""
         probs = torch.as_tensor(probs)
         if probs.ndim != 2 or probs.shape[1] != self.num_classes:
             raise ValueError(
@@ -183,14 +200,20 @@ class ClassificationMetrics(torchmetrics.Metric):
             log_probs = probs.clamp_min(_NLL_EPS).log()
 
         c = self.num_classes
-        confidence, pred = probs.max(dim=1)
-        self.confmat += torch.bincount(target * c + pred, minlength=c * c).reshape(c, c)
+        confidence, top = probs.max(dim=1)
+        final = (
+            top if pred is None else torch.as_tensor(pred, dtype=torch.long, device=top.device).reshape(-1)
+        )
+        if final.shape != top.shape or (final.numel() and (final.min() < 0 or final.max() >= c)):
+            raise ValueError(f"pred must hold {top.numel()} label indices in [0, {c})")
+        self.confmat += torch.bincount(target * c + final, minlength=c * c).reshape(c, c)
 
         boundaries = torch.linspace(0, 1, self.n_bins + 1, device=probs.device, dtype=probs.dtype)
         bins = (torch.bucketize(confidence, boundaries, right=True) - 1).clamp(0, self.n_bins)
         self.bin_count.scatter_add_(0, bins, torch.ones_like(confidence))
         self.bin_confidence.scatter_add_(0, bins, confidence)
-        self.bin_correct.scatter_add_(0, bins, (pred == target).to(confidence.dtype))
+        # calibration: the distribution's own top label, whatever the final prediction
+        self.bin_correct.scatter_add_(0, bins, (top == target).to(confidence.dtype))
 
         onehot = torch.nn.functional.one_hot(target, c).to(probs.dtype)
         self.brier_sum += ((probs - onehot) ** 2).sum()
@@ -223,3 +246,88 @@ class ClassificationMetrics(torchmetrics.Metric):
         if prefix is not None:
             new.prefix = prefix
         return new
+
+
+# ---- out-of-scope detection and abstention -------------------------------------------------------------
+
+
+def coverage_accuracy_curve(confidence: Sequence[float], correct: Sequence[float]) -> dict[str, list[float]]:
+    """``{"threshold", "coverage", "accuracy"}``, one point per distinct confidence, thresholds descending
+    (coverage rising to 1): answering only rows with confidence ``>= threshold`` covers ``coverage`` of
+    them with ``accuracy`` (mean of ``correct`` over the covered rows)."""
+    if len(confidence) != len(correct):
+        raise ValueError(f"{len(confidence)} confidences but {len(correct)} correctness values")
+    n = len(confidence)
+    order = sorted(range(n), key=lambda i: -float(confidence[i]))
+    out: dict[str, list[float]] = {"threshold": [], "coverage": [], "accuracy": []}
+    hits = 0.0
+    for k, i in enumerate(order, 1):
+        hits += float(correct[i])
+        if k < n and float(confidence[order[k]]) == float(confidence[i]):
+            continue  # a tie: the next row is covered at the same threshold
+        out["threshold"].append(float(confidence[i]))
+        out["coverage"].append(k / n)
+        out["accuracy"].append(hits / k)
+    return out
+
+
+def accuracy_coverage_auc(curve: dict[str, list[float]]) -> float:
+    """Area under the accuracy-coverage step curve (``sum accuracy_i * (coverage_i - coverage_{i-1})``): the
+    mean accuracy over all coverages, 1 minus the area under the risk-coverage curve; NaN for no rows."""
+    cov = [0.0, *curve["coverage"]]
+    if len(cov) == 1:
+        return math.nan
+    return sum(a * (cov[i + 1] - cov[i]) for i, a in enumerate(curve["accuracy"]))
+
+
+def choose_threshold(
+    confidence: Sequence[float], correct: Sequence[float], target_accuracy: float
+) -> dict[str, Any]:
+    """The abstention threshold: the lowest confidence threshold whose covered rows reach
+    ``target_accuracy`` (so the most rows are answered), or, when none does, the threshold of the most
+    accurate point (lowest among equals) with ``met_target=False``. Returns ``{"threshold", "coverage",
+    "accuracy", "met_target", "target_accuracy", "n"}`` (coverage and accuracy on these rows)."""
+    curve = coverage_accuracy_curve(confidence, correct)
+    if not curve["threshold"]:
+        raise ValueError("choose_threshold needs at least one row")
+    points = list(zip(curve["threshold"], curve["coverage"], curve["accuracy"], strict=True))
+    meeting = [p for p in points if p[2] >= target_accuracy]
+    met = bool(meeting)
+    # Thresholds descend along the curve: the last point meeting the target has the lowest threshold.
+    t, cov, acc = meeting[-1] if met else max(reversed(points), key=lambda p: p[2])
+    return {
+        "threshold": t,
+        "coverage": cov,
+        "accuracy": acc,
+        "met_target": met,
+        "target_accuracy": float(target_accuracy),
+        "n": len(confidence),
+    }
+
+
+def out_of_scope_metrics(
+    gold_oos: Sequence[bool], pred_oos: Sequence[bool], in_scope_score: Sequence[float]
+) -> dict[str, float]:
+    """``oos_precision``, ``oos_recall``, ``oos_f1`` (out of scope as the positive class) and ``oos_auroc``:
+    how well ``in_scope_score`` (e.g. the top in-scope label's probability) ranks in-scope gold rows above
+    out-of-scope ones (NaN unless both occur)."""
+    from sklearn.metrics import roc_auc_score
+
+    if not len(gold_oos) == len(pred_oos) == len(in_scope_score):
+        raise ValueError("gold_oos, pred_oos and in_scope_score must have one value per row")
+    tp = sum(g and p for g, p in zip(gold_oos, pred_oos, strict=True))
+    fp = sum(p and not g for g, p in zip(gold_oos, pred_oos, strict=True))
+    fn = sum(g and not p for g, p in zip(gold_oos, pred_oos, strict=True))
+    n_oos = sum(bool(g) for g in gold_oos)
+    both = 0 < n_oos < len(gold_oos)
+    auroc = (
+        float(roc_auc_score([not g for g in gold_oos], [float(x) for x in in_scope_score]))
+        if both
+        else math.nan
+    )
+    return {
+        "oos_precision": tp / (tp + fp) if tp + fp else 0.0,
+        "oos_recall": tp / (tp + fn) if tp + fn else 0.0,
+        "oos_f1": 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else 0.0,
+        "oos_auroc": auroc,
+    }

@@ -5,8 +5,26 @@ padded) with every label packed after it under a block attention mask, so each l
 few tokens (77 banking labels add ~300 tokens to a ~70-token prompt, instead of 77 copies of the prompt). Probabilities over the label set are the softmax of these scores; the prediction is
 the argmax and the confidence its probability. Nothing is parsed, so the model can never "invent" a label.
 
+``scoring`` corrects the base-model biases that make zero/k-shot label scoring a strawman (it collapses
+onto short or generic labels: on an intent set with ``yes``/``no`` labels most zero-shot answers were
+``yes``); probabilities are always the softmax over the label set of the corrected score:
+
+- ``raw``: the log-likelihood above (the default; what a fine-tuned model is trained for).
+- ``length_norm``: lm-eval's ``acc_norm``, the log-likelihood divided by the label's length in UTF-8
+  bytes, so long labels are not penalised for having more tokens to get wrong (lm-eval divides by the
+  continuation's length in characters; bytes equal characters for ASCII labels and do not depend on the
+  tokenizer). Per-byte log-likelihoods are much closer together than whole-label ones, so its
+  probabilities are flatter than raw's: compare thresholds within one scoring only.
+- ``calibrated``: contextual calibration (Zhao et al. 2021, "Calibrate before use"). The label
+  distribution ``p_cf`` the model gives content-free inputs (:data:`CONTENT_FREE_TEXTS`, rendered through
+  the same prompt and shots) measures its prior for each label; the corrected score is
+  ``log p(label | x) - log p_cf(label)``, renormalised over the labels: the ratio ``p / p_cf`` made a
+  distribution again (the model's own label prior swapped for a uniform one). The argmax equals the
+  paper's ``softmax(diag(p_cf)^-1 p)``, which applies a softmax to the ratios instead. ``p_cf`` is computed
+  once per predictor (its shots are fixed) before its first batch, and reported by ``describe()``.
+
 ``score_labels_bruteforce`` re-encodes prompt + label for every pair; it is the reference the tests hold
-the packed path to.
+the packed path (and every scoring) to.
 """
 
 from __future__ import annotations
@@ -18,6 +36,7 @@ from typing import Any
 
 import torch
 
+from slmforge.errors import ConfigError
 from slmforge.modeling.internals import (
     CACHE_KWARG,
     block_attention_mask,
@@ -28,6 +47,44 @@ from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batche
 from slmforge.prediction.prefix_cache import SharedPrefix
 from slmforge.prompting import prompt_token_ids
 from slmforge.tasks.base import Task
+
+SCORINGS = ("raw", "length_norm", "calibrated")
+# Content-free inputs of contextual calibration (the paper's three): each carries no evidence for any
+# label, so what the model prefers on them is its prior, which calibration divides out.
+CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
+
+
+def check_scoring(scoring: str) -> str:
+    """``scoring`` when it is one of :data:`SCORINGS`; a :class:`ConfigError` naming ``eval.scoring`` else."""
+    if scoring not in SCORINGS:
+        raise ConfigError(f"eval.scoring={scoring!r} is not one of {list(SCORINGS)}")
+    return scoring
+
+
+def label_byte_lengths(labels: Sequence[str]) -> list[int]:
+    """Each label's length in UTF-8 bytes (at least 1): the ``length_norm`` divisor."""
+    return [max(1, len(lab.encode("utf-8"))) for lab in labels]
+
+
+def corrected_scores(
+    scores: torch.Tensor,
+    scoring: str,
+    label_bytes: Sequence[int] | None = None,
+    log_p_cf: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``[B, L]`` label log-likelihoods -> the scores of ``scoring`` (their softmax: the label probabilities).
+
+    ``label_bytes`` (length_norm) and ``log_p_cf`` (calibrated: log of the content-free label
+    distribution, ``[L]``) are required by their scoring."""
+    if scoring == "raw":
+        return scores
+    if scoring == "length_norm":
+        assert label_bytes is not None
+        return scores / torch.tensor(label_bytes, dtype=scores.dtype, device=scores.device)
+    if scoring == "calibrated":
+        assert log_p_cf is not None
+        return scores.log_softmax(-1) - log_p_cf.to(scores.device)
+    raise ConfigError(f"eval.scoring={scoring!r} is not one of {list(SCORINGS)}")
 
 
 def label_token_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
@@ -80,7 +137,11 @@ def log_normaliser(logits: torch.Tensor, chunk: int = 32) -> torch.Tensor:
 
 
 class LabelScorer:
-    """Batched exact label scoring: ``batch_size`` prompts per forward pass, all labels packed after each."""
+    """Batched exact label scoring: ``batch_size`` prompts per forward pass, all labels packed after each.
+
+    ``scoring``: raw | length_norm | calibrated (see the module docstring); the prediction is the argmax
+    of the corrected score and ``details["logp"]`` stays the raw log-likelihood of the chosen label.
+    """
 
     def __init__(
         self,
@@ -92,8 +153,10 @@ class LabelScorer:
         shots: Sequence[dict[str, Any]] = (),
         name: str = "local",
         prefix_cache: bool = True,
+        scoring: str = "raw",
     ) -> None:
         labels = task_labels(task, "label scoring")
+        self.scoring = check_scoring(scoring)
         self.model = model
         self.tokenizer = tokenizer
         self.task = task
@@ -104,14 +167,49 @@ class LabelScorer:
         self.name = name
         self.label_ids = label_token_ids(tokenizer, self.labels)
         self.prefix = SharedPrefix(model, enabled=prefix_cache)
+        self.label_bytes = label_byte_lengths(self.labels)
+        self._log_p_cf: torch.Tensor | None = None
+        self.label_decoding_requested: str | None = None  # a trie decoding the factory replaced (scoring)
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "decoding": "label_scoring",
+            "scoring": self.scoring,
             "batch_size": self.batch_size,
             "k": len(self.shots),
             "prefix_cache": self.prefix.enabled,
         }
+        if self.label_decoding_requested:
+            out["label_decoding_requested"] = self.label_decoding_requested
+        if self.scoring == "calibrated":
+            out["content_free"] = list(CONTENT_FREE_TEXTS)
+            if self._log_p_cf is not None:  # known once the first batch was predicted
+                p_cf = self._log_p_cf.exp().tolist()
+                out["content_free_probs"] = {
+                    lab: float(f"{x:.4g}") for lab, x in zip(self.labels, p_cf, strict=True)
+                }
+        return out
+
+    def content_free_log_probs(self) -> torch.Tensor:
+        """``[L]`` log of ``p_cf``: the label distribution averaged over the content-free inputs, each
+        rendered through this predictor's prompt and shots (computed once, then cached). With shots chosen
+        per example (``shot_selection=similar``) each content-free input gets the shots chosen for it, so
+        ``p_cf`` is the prior of the prompt format rather than of any one example's shots."""
+        if self._log_p_cf is None:
+            examples = [{"id": f"content_free_{i}", "text": t} for i, t in enumerate(CONTENT_FREE_TEXTS)]
+            with eval_mode(self.model):
+                logp = self.score_batch([self.prompt_ids(ex) for ex in examples]).double().log_softmax(-1)
+            # log of the mean probability, in log space: a label the model all but excludes on every
+            # content-free input (p below float range) gets a finite, very negative log p_cf, not -inf.
+            self._log_p_cf = (logp.logsumexp(0) - math.log(len(examples))).float().cpu()
+        return self._log_p_cf
+
+    def label_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """Raw ``[B, L]`` log-likelihoods -> this predictor's scoring (see :func:`corrected_scores`)."""
+        if self.scoring == "raw":
+            return scores
+        log_p_cf = self.content_free_log_probs() if self.scoring == "calibrated" else None
+        return corrected_scores(scores.float(), self.scoring, self.label_bytes, log_p_cf)
 
     def prompt_ids(self, example: dict[str, Any]) -> list[int]:
         return prompt_token_ids(self.tokenizer, self.task, example, self.shots, self.max_prompt_tokens)
@@ -203,14 +301,21 @@ class LabelScorer:
     def predict(self, examples: list[dict[str, Any]]) -> list[Prediction]:
         prompts = [self.prompt_ids(ex) for ex in examples]
         results: list[Prediction | None] = [None] * len(examples)
+        if self.scoring == "calibrated":
+            self.content_free_log_probs()  # once, before any batch is timed
         with eval_mode(self.model):
             for idx, t0 in length_sorted_batches([len(p) for p in prompts], self.batch_size):
                 scores = self.score_batch([prompts[i] for i in idx])
-                probs = scores.softmax(-1).cpu()
+                probs = self.label_scores(scores).softmax(-1).cpu()
                 elapsed_ms = (time.perf_counter() - t0) * 1000 / len(idx)
                 for row, i in enumerate(idx):
                     p = probs[row]
                     best = int(p.argmax())
+                    details: dict[str, Any] = {
+                        "logp": float(scores[row, best]) if math.isfinite(scores[row, best]) else None
+                    }
+                    if self.scoring != "raw":  # what raw scoring would have answered
+                        details["raw_argmax"] = self.labels[int(scores[row].argmax())]
                     results[i] = Prediction(
                         pred=self.labels[best],
                         confidence=float(p[best]),
@@ -219,8 +324,6 @@ class LabelScorer:
                         completion_tokens=len(self.label_ids[best]),
                         raw_output=self.labels[best],
                         label_probs={lab: float(x) for lab, x in zip(self.labels, p, strict=True)},
-                        details={
-                            "logp": float(scores[row, best]) if math.isfinite(scores[row, best]) else None
-                        },
+                        details=details,
                     )
         return [r for r in results if r is not None]

@@ -144,6 +144,7 @@ class LabelTriePredictor(GenerationPredictor):
         return {
             **out,
             "decoding": "label_trie_exact" if self.exact else "label_trie",
+            "scoring": "raw",  # the search prunes on raw log-probabilities (factory: other scorings score)
             "trie_nodes": self.trie.n_nodes,
         }
 

@@ -137,6 +137,28 @@ class Task(ABC):
     def max_prompt_tokens(self) -> int:
         return max(16, self.max_length - self.answer_tokens)
 
+    # ---- abstention (selective prediction): classification overrides; other tasks always answer ----------
+
+    @property
+    def abstention_needs_validation(self) -> bool:
+        """Whether the evaluation must predict the validation split first, to choose an abstention
+        threshold there before the test rows are judged."""
+        return False
+
+    def choose_abstention(
+        self, validation_rows: Sequence[PredictionRow] | None, where: str
+    ) -> dict[str, Any] | None:
+        """The abstention rule for one predictor (``None``: never abstain), chosen on ``validation_rows``
+        (``where`` says which split they are, for the record). Per predictor, never stored on the task:
+        one task serves every predictor of a comparison."""
+        return None
+
+    def apply_abstention(
+        self, rows: Sequence[PredictionRow], choice: dict[str, Any] | None
+    ) -> list[PredictionRow]:
+        """``rows`` with the rule of :meth:`choose_abstention` applied (unchanged without one)."""
+        return list(rows)
+
     def row_details(self, raw: str, gold: Any) -> dict[str, Any]:
         """Per-row details of a free-text output for ``predictions.jsonl`` (extraction: per-field verdicts)."""
         return {}

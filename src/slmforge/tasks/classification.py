@@ -2,26 +2,68 @@
 
 Local models never parse free text here: they score every allowed label (see
 ``slmforge.prediction.label_scoring``). ``parse`` exists for API models that can only generate.
+
+Out of scope and abstention: ``out_of_scope_label`` names the label meaning "none of these" (it must be
+one of the labels); ``abstain`` turns predictions below a confidence threshold into that label (or the
+:data:`ABSTAIN` marker when there is none), the threshold chosen on validation predictions as the lowest
+whose covered rows reach ``target_accuracy`` (a fixed float skips the choice). The raw prediction stays in
+the row (``details.raw_pred``). With either set, the metrics add in-scope accuracy, out-of-scope
+precision/recall/F1/AUROC (with an out-of-scope label), coverage and selective accuracy (with
+abstention), and the coverage-accuracy curve (a side file).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from slmforge.metrics.classification import ClassificationMetrics
+from slmforge.metrics.classification import (
+    ClassificationMetrics,
+    accuracy_coverage_auc,
+    choose_threshold,
+    coverage_accuracy_curve,
+    out_of_scope_metrics,
+)
 from slmforge.records import PredictionRow
-from slmforge.tasks.base import PredictionProtocol, Task, TaskError
+from slmforge.tasks.base import PredictionProtocol, Task, TaskError, options_from_config
 
 log = logging.getLogger("slmforge")
 
 LABEL_VARIANT_POLICIES = ("warn", "merge", "keep")
+# The prediction of an abstained row when the task has no out-of-scope label (never a valid label: counted
+# wrong by accuracy, and as not covered).
+ABSTAIN = "abstain"
+
+
+@dataclass(frozen=True)
+class AbstainOptions:
+    """``task.abstain``: answer only above a confidence threshold.
+
+    enabled: abstain at all. threshold: ``auto`` (chosen on the validation predictions, which the
+    evaluation then predicts first) or a fixed float in [0, 1]. target_accuracy: what ``auto`` asks of the
+    answered validation rows; higher answers fewer rows.
+    """
+
+    enabled: bool = False
+    threshold: float | str = "auto"
+    target_accuracy: float = 0.9
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        if isinstance(t, str):
+            if t != "auto":
+                raise ValueError(f"task.abstain.threshold={t!r} must be auto or a number in [0, 1]")
+        elif not 0.0 <= float(t) <= 1.0:
+            raise ValueError(f"task.abstain.threshold={t} must be auto or a number in [0, 1]")
+        if not 0.0 < float(self.target_accuracy) <= 1.0:
+            raise ValueError(f"task.abstain.target_accuracy={self.target_accuracy} must be in (0, 1]")
 
 
 class ClassificationTask(Task):
@@ -45,6 +87,8 @@ class ClassificationTask(Task):
         label_descriptions: dict[str, str] | None = None,
         label_variants: str = "warn",
         max_length: int = 512,
+        out_of_scope_label: str | None = None,
+        abstain: AbstainOptions | dict[str, Any] | None = None,
     ) -> None:
         super().__init__(system_prompt=system_prompt, instruction=instruction, max_length=max_length)
         if label_variants not in LABEL_VARIANT_POLICIES:
@@ -56,6 +100,13 @@ class ClassificationTask(Task):
         self.labels: list[str] = [str(x) for x in labels] if labels else []
         self.label_list_in_prompt = label_list_in_prompt
         self.label_descriptions = dict(label_descriptions or {})
+        self.out_of_scope_label = None if out_of_scope_label is None else str(out_of_scope_label)
+        self.abstain = options_from_config(AbstainOptions, abstain, "abstain")
+
+    @property
+    def selective(self) -> bool:
+        """Whether out-of-scope / abstention metrics apply (an out-of-scope label or abstention is set)."""
+        return self.out_of_scope_label is not None or self.abstain.enabled
 
     def setup(self, train: Sequence[dict[str, Any]], others: dict[str, Sequence[dict[str, Any]]]) -> None:
         self._label_variants({"train": train, **others})
@@ -65,6 +116,17 @@ class ClassificationTask(Task):
         if len(self.labels) < 2:
             raise TaskError(f"classification needs at least 2 labels; the training split has {train_labels}")
         allowed = set(self.labels)
+        if self.out_of_scope_label is not None and self.out_of_scope_label not in allowed:
+            shown = ", ".join(self.labels[:10]) + (", ..." if len(self.labels) > 10 else "")
+            raise TaskError(
+                f"task.out_of_scope_label={self.out_of_scope_label!r} is not one of the {len(self.labels)} labels "
+                f"({shown}); name the label that means 'none of these', or task.out_of_scope_label=null"
+            )
+        if self.abstain.enabled and self.out_of_scope_label is None and ABSTAIN in allowed:
+            raise TaskError(
+                f"task.abstain is enabled without an out-of-scope label, so abstentions would be predicted as "
+                f"{ABSTAIN!r}, which is already a label; set task.out_of_scope_label={ABSTAIN}"
+            )
         for split, rows in {"train": train, **others}.items():
             unknown = sorted({ex["label"] for ex in rows} - allowed)
             if unknown:
@@ -158,11 +220,113 @@ class ClassificationTask(Task):
         rest = (1.0 - conf) / (n - 1)
         return [conf if lab == row.pred else rest for lab in self.labels]
 
+    # ---- abstention ---------------------------------------------------------------------------------
+
+    @property
+    def abstention_needs_validation(self) -> bool:
+        return self.abstain.enabled and self.abstain.threshold == "auto"
+
+    def choose_abstention(
+        self, validation_rows: Sequence[PredictionRow] | None, where: str
+    ) -> dict[str, Any] | None:
+        """``{"threshold", "chosen_on", ...}``: a fixed ``task.abstain.threshold``, or the lowest threshold
+        whose answered ``validation_rows`` reach ``target_accuracy`` (``met_target``; ``there``: n, coverage
+        and accuracy on those rows)."""
+        opts = self.abstain
+        if not opts.enabled:
+            return None
+        if opts.threshold != "auto":
+            return {"threshold": float(opts.threshold), "chosen_on": "config"}
+        scored = [r for r in validation_rows or () if r.confidence is not None]
+        if not scored:
+            raise TaskError(
+                "task.abstain.threshold=auto chooses the threshold on validation predictions, but there are "
+                "none with a confidence (empty validation split, or a predictor without confidences); give a "
+                "number instead (task.abstain.threshold=0.5) or a validation split (data.sizes.validation)"
+            )
+        chosen = choose_threshold(
+            [float(r.confidence) for r in scored],  # type: ignore[arg-type]
+            [float(self._raw_pred(r) == r.gold) for r in scored],
+            float(opts.target_accuracy),
+        )
+        if not chosen["met_target"]:
+            log.warning(
+                "no abstention threshold reaches task.abstain.target_accuracy=%s on %s (best: %.3f at coverage "
+                "%.3f); using that one", opts.target_accuracy, where, chosen["accuracy"], chosen["coverage"],
+            )  # fmt: skip
+        return {
+            "threshold": chosen["threshold"],
+            "chosen_on": where,
+            "target_accuracy": chosen["target_accuracy"],
+            "met_target": chosen["met_target"],
+            # what the threshold gave where it was chosen (the evaluated split's own: metrics.coverage, ...)
+            "there": {k: chosen[k] for k in ("n", "coverage", "accuracy")},
+        }
+
+    def apply_abstention(
+        self, rows: Sequence[PredictionRow], choice: dict[str, Any] | None
+    ) -> list[PredictionRow]:
+        """Rows under ``choice["threshold"]`` answer the out-of-scope label (or :data:`ABSTAIN`), their own
+        prediction kept as ``details.raw_pred``; a row without a confidence always answers."""
+        if not choice:
+            return list(rows)
+        t = float(choice["threshold"])
+        fallback = self.out_of_scope_label if self.out_of_scope_label is not None else ABSTAIN
+        out = []
+        for r in rows:
+            if r.confidence is None or r.confidence >= t:
+                out.append(r)
+                continue
+            details = {**(r.details or {}), "raw_pred": r.pred, "abstained": True}
+            out.append(replace(r, pred=fallback, correct=self.correct(fallback, r.gold), details=details))
+        return out
+
+    @staticmethod
+    def _raw_pred(row: PredictionRow) -> Any:
+        """The model's own answer (before any abstention)."""
+        return (row.details or {}).get("raw_pred", row.pred)
+
+    def _selective_metrics(self, rows: Sequence[PredictionRow]) -> dict[str, Any]:
+        """In-scope accuracy, out-of-scope detection, coverage and the coverage-accuracy curve."""
+        oos = self.out_of_scope_label
+        out: dict[str, Any] = {}
+        in_scope = [r for r in rows if r.gold != oos]
+        out["in_scope_accuracy"] = (
+            sum(r.pred == r.gold for r in in_scope) / len(in_scope) if in_scope else math.nan
+        )
+        if oos is not None:
+            others = [i for i, lab in enumerate(self.labels) if lab != oos]
+            # The in-scope score: the most probable in-scope label's probability (max-softmax probability).
+            score = [max(p[i] for i in others) for p in (self.probs_for(r) for r in rows)]
+            out.update(
+                out_of_scope_metrics(
+                    [r.gold == oos for r in rows], [r.pred in (oos, ABSTAIN) for r in rows], score
+                )
+            )
+            out["n_out_of_scope"] = sum(r.gold == oos for r in rows)
+        if self.abstain.enabled:
+            covered = [r for r in rows if not (r.details or {}).get("abstained")]
+            out["coverage"] = len(covered) / len(rows)
+            out["selective_accuracy"] = (
+                sum(self._raw_pred(r) == r.gold for r in covered) / len(covered) if covered else math.nan
+            )
+        conf = [1.0 if r.confidence is None else float(r.confidence) for r in rows]
+        curve = coverage_accuracy_curve(conf, [float(self._raw_pred(r) == r.gold) for r in rows])
+        out["accuracy_coverage_auc"] = accuracy_coverage_auc(curve)
+        out["coverage_curve"] = curve  # results.json keeps a summary; the points go to a side file
+        return out
+
     def compute_metrics(self, rows: Sequence[PredictionRow]) -> dict[str, Any]:
         if not rows:
             return {"n": 0}
         metric = ClassificationMetrics(self.labels)
-        metric.update(torch.tensor([self.probs_for(r) for r in rows]), [r.gold for r in rows])
+        probs = torch.tensor([self.probs_for(r) for r in rows])
+        final = None
+        if any((r.details or {}).get("abstained") for r in rows):
+            # Abstained rows answer the out-of-scope label, not their distribution's argmax.
+            index = {lab: i for i, lab in enumerate(self.labels)}
+            final = [index.get(r.pred, int(p.argmax())) for r, p in zip(rows, probs, strict=True)]
+        metric.update(probs, [r.gold for r in rows], pred=final)
         out = metric.compute()
         # Predictions that map to no label (unparseable API replies) are wrong whatever the probs say.
         invalid = sum(r.pred not in self.labels for r in rows)
@@ -171,6 +335,8 @@ class ClassificationTask(Task):
             out["accuracy"] = correct / len(rows)
             out.update(_f1_from_strings(rows, self.labels))
         out["invalid_rate"] = invalid / len(rows)
+        if self.selective:
+            out.update(self._selective_metrics(rows))
         return out
 
     output_format = "label"
@@ -184,6 +350,10 @@ class ClassificationTask(Task):
             "label_mapping": self.label_mapping,
             "labels": self.labels,
             "n_labels": len(self.labels),
+            **(
+                {"out_of_scope_label": self.out_of_scope_label} if self.out_of_scope_label is not None else {}
+            ),
+            **({"abstain": vars(self.abstain)} if self.abstain.enabled else {}),
         }
 
 
