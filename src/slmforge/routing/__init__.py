@@ -11,6 +11,8 @@ before/after and a one-line description. The building blocks live in the submodu
 
 - :mod:`~slmforge.routing.calibration` temperature scaling, ECE/Brier/NLL;
 - :mod:`~slmforge.routing.threshold`   threshold sweep, choice, description;
+- :mod:`~slmforge.routing.guarantee`   Learn-then-Test thresholds with a finite-sample guarantee, APGR/CPT;
+- :mod:`~slmforge.routing.chain`       a chain of >= 3 predictors, one threshold per tier;
 - :mod:`~slmforge.routing.tiers`       rules that send inputs straight to the expensive predictor;
 - :mod:`~slmforge.routing.ensemble`    voting ensembles for comparison;
 - :mod:`~slmforge.routing.policy`      the JSON policy a serving process applies;
@@ -29,9 +31,11 @@ from slmforge.routing.calibration import (
     recalibrate_rows,
     rows_to_arrays,
 )
+from slmforge.routing.chain import ChainPoint, ChainResult, evaluate_chain
 from slmforge.routing.ensemble import EnsembleResult, vote
 from slmforge.routing.errors import RoutingError
 from slmforge.routing.evaluation import RoutingResult, distinct_names, evaluate_routing
+from slmforge.routing.guarantee import Guarantee, field_metrics, ltt_two_tier
 from slmforge.routing.policy import RoutingPolicy
 from slmforge.routing.threshold import (
     RoutingPoint,
@@ -46,7 +50,10 @@ from slmforge.routing.tiers import TierRule, apply_tiers, parse_rules, sweep_tie
 
 __all__ = [
     "VALIDATION_PREDICTIONS_FILE",
+    "ChainPoint",
+    "ChainResult",
     "EnsembleResult",
+    "Guarantee",
     "RoutingError",
     "RoutingPoint",
     "RoutingPolicy",
@@ -60,10 +67,13 @@ __all__ = [
     "choose_threshold",
     "describe",
     "distinct_names",
+    "evaluate_chain",
     "evaluate_routing",
     "evaluate_threshold",
+    "field_metrics",
     "fit_temperature",
     "fit_temperature_rows",
+    "ltt_two_tier",
     "parse_rules",
     "plot_reliability",
     "plot_routing_curve",

@@ -20,6 +20,7 @@ from slmforge.records import (
     read_predictions,
     read_results,
 )
+from slmforge.routing import guarantee as G
 from slmforge.routing.calibration import (
     calibration_report_rows,
     fit_temperature_rows,
@@ -29,12 +30,13 @@ from slmforge.routing.errors import RoutingError
 from slmforge.routing.policy import RoutingPolicy
 from slmforge.routing.threshold import (
     RoutingPoint,
+    _arrays,
     align_rows,
     choose_threshold,
     describe,
     single_predictor_point,
 )
-from slmforge.routing.tiers import TierRule, apply_tiers, parse_rules, sweep_tiers
+from slmforge.routing.tiers import TierRule, apply_tiers, parse_rules, sweep_tiers, tier_masks
 
 
 @dataclass
@@ -47,7 +49,9 @@ class RoutingResult:
     evaluated split) or the split name (chosen and measured on the same examples: optimistic).
     ``calibration_fit_on`` is where the temperature was fitted (None: not calibrated);
     ``calibration_before``/``after`` are :func:`calibration_report` dicts on the evaluated split.
-    ``warnings`` lists every caveat a report should print.
+    ``warnings`` lists every caveat a report should print. ``guarantee`` says how the threshold was
+    chosen and what is guaranteed (:class:`~slmforge.routing.guarantee.Guarantee`); ``field_metrics``
+    holds APGR and CPT on the evaluated split (:func:`~slmforge.routing.guarantee.field_metrics`).
     """
 
     cheap_name: str
@@ -74,6 +78,8 @@ class RoutingResult:
     budget_per_1k: float | None = None
     tiers: list[TierRule] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    guarantee: G.Guarantee | None = None
+    field_metrics: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (no NaN: empty calibration bins hold None)."""
@@ -103,6 +109,8 @@ class RoutingResult:
             if self.selection_points is None
             else [p.to_dict() for p in self.selection_points],
             "policy": self.policy.to_dict(),
+            "guarantee": None if self.guarantee is None else self.guarantee.to_dict(),
+            "field_metrics": self.field_metrics,
             "warnings": list(self.warnings),
         }
 
@@ -149,6 +157,8 @@ def evaluate_routing(
     metric_name: str | None = None,
     select_on: Literal["auto", "validation", "split"] = "auto",
     n_bins: int = 15,
+    guarantee: Literal["ltt", "none"] | None = None,
+    delta: float = 0.1,
 ) -> RoutingResult:
     """Measure cheap → expensive routing between two evaluated runs and choose a threshold.
 
@@ -158,9 +168,19 @@ def evaluate_routing(
     temperature-scaled first, the temperature fitted on its ``predictions_validation.jsonl`` when
     present (else on the evaluated split, with a warning). ``select_on="auto"`` chooses the threshold
     on validation when both runs have validation predictions, else on the evaluated split (warning).
+
+    ``guarantee`` (default ``ltt`` when a target is set, else ``none``): ``ltt`` chooses the threshold by
+    Learn-then-Test on the selection rows so that, with probability >= 1 - ``delta``, the routed quality
+    on new data is >= target (:mod:`~slmforge.routing.guarantee`); ``none`` is the point-estimate choice.
     """
     if select_on not in ("auto", "validation", "split"):
         raise RoutingError(f"select_on must be 'auto', 'validation' or 'split', got {select_on!r}")
+    method = guarantee or ("ltt" if target is not None else "none")
+    if method not in G.GUARANTEES:
+        raise RoutingError(f"routing.guarantee={method!r}: expected one of {list(G.GUARANTEES)}")
+    if method == "ltt" and target is None:
+        raise RoutingError("routing.guarantee=ltt needs routing.target (the quality to guarantee), e.g. 0.9")
+    G.check_target_delta(target, delta)
     cheap_dir, expensive_dir = Path(cheap_dir), Path(expensive_dir)
     rec_c, rec_e = read_results(cheap_dir), read_results(expensive_dir)
     rows_c, rows_e = read_predictions(cheap_dir), read_predictions(expensive_dir)
@@ -224,40 +244,98 @@ def evaluate_routing(
             f"{expensive_dir}; evaluate both predictors on the validation split too, or use select_on='auto'"
         )
     selection_points = None
+    sel_c, sel_e = rows_c, rows_e
+    selected_on = rec_c.split
     if use_val and select_on != "split":
         assert val_c is not None and val_e is not None
         if temperature != 1.0:
             val_c = recalibrate_rows(val_c, temperature, where=str(cheap_dir / VALIDATION_PREDICTIONS_FILE))
-        selection_points = sweep_tiers(
+        sel_c, sel_e = align_rows(
             val_c,
             val_e,
+            str(cheap_dir / VALIDATION_PREDICTIONS_FILE),
+            str(expensive_dir / VALIDATION_PREDICTIONS_FILE),
+        )
+        selection_points = sweep_tiers(
+            sel_c,
+            sel_e,
             rules,
             c_cost,
             e_cost,
             str(cheap_dir / VALIDATION_PREDICTIONS_FILE),
             str(expensive_dir / VALIDATION_PREDICTIONS_FILE),
         )
-        picked = choose_threshold(selection_points, target, budget, metric)
-        assert picked.threshold is not None
-        chosen = apply_tiers(rows_c, rows_e, rules, picked.threshold, c_cost, e_cost)
         selected_on = "validation"
-        if target is not None and chosen.metric < target - 1e-9:
-            warnings.append(
-                f"the threshold chosen on validation reaches {metric} {picked.metric:.4f} there but "
-                f"{chosen.metric:.4f} on {rec_c.split}, below the target {target:.4f}"
-            )
-        if budget is not None and chosen.cost_per_1k_usd > budget + 1e-9:
-            warnings.append(
-                f"the threshold chosen on validation costs ${chosen.cost_per_1k_usd:.4f} per 1k on "
-                f"{rec_c.split}, above the budget ${budget:.4f}"
-            )
     else:
-        chosen = choose_threshold(points, target, budget, metric)
-        selected_on = rec_c.split
         warnings.append(
-            f"threshold chosen and measured on the same split ({rec_c.split}); its {metric} is optimistic. "
-            f"Write {VALIDATION_PREDICTIONS_FILE} for both runs to choose on validation"
+            f"threshold chosen and measured on the same split ({rec_c.split}); its {metric} is optimistic"
+            + (" and the guarantee is VOID" if method == "ltt" else "")
+            + f". Write {VALIDATION_PREDICTIONS_FILE} for both runs to choose on validation"
         )
+    valid = method == "ltt" and selected_on == "validation"
+    g = G.Guarantee(
+        method=method, target=target, delta=float(delta), n_calibration=len(sel_c), calibrated_on=selected_on
+    )
+    if valid:
+        g.assumptions.append(G.EXPECTATION_NOTE)
+    if method == "ltt" and fit_on is not None and fit_on == selected_on:
+        g.assumptions.append(
+            f"the temperature was fitted on the same {selected_on} rows the guarantee is computed on; the "
+            "guarantee treats that one scalar as fixed (routing.calibrate=false makes it exact)"
+        )
+    if method == "ltt":
+        assert target is not None
+        a = _arrays(sel_c, sel_e)
+        pre, post = tier_masks(sel_c, sel_e, rules) if rules else (None, None)
+        forced = None if pre is None else pre | post
+        threshold, rejected, pv, ps, kind = G.ltt_two_tier(
+            a["conf"], a["c_ok"], a["e_ok"], target, delta, forced
+        )
+        g.p_values, g.valid, g.n_hypotheses, g.n_rejected, g.p_value = kind, valid, len(ps), rejected, pv
+        g.fallback_all = rejected == 0
+        if g.fallback_all:
+            warnings.append(
+                f"no threshold certified {metric} >= {target:.4f} at delta={delta:g} with {len(sel_c)} "
+                f"calibration rows (p={ps[0]:.3g} even when escalating everything): everything escalated to "
+                f"{exp_name}; lower routing.target, raise routing.delta or add validation rows"
+            )
+        cal_point = apply_tiers(sel_c, sel_e, rules, threshold, c_cost, e_cost)
+        if budget is not None and cal_point.cost_per_1k_usd > budget + 1e-9:
+            raise RoutingError(
+                f"the cheapest certified threshold costs ${cal_point.cost_per_1k_usd:.4f} per 1k requests on "
+                f"{selected_on}, above routing.budget_per_1k={budget:.4f}; raise the budget or lower the target"
+            )
+        chosen = apply_tiers(rows_c, rows_e, rules, threshold, c_cost, e_cost)
+    else:
+        g.p_values = "none"
+        picked = choose_threshold(selection_points or points, target, budget, metric)
+        assert picked.threshold is not None
+        chosen = (
+            picked
+            if selection_points is None
+            else apply_tiers(rows_c, rows_e, rules, picked.threshold, c_cost, e_cost)
+        )
+    g.statement = G.statement(
+        method, metric, target, delta, len(sel_c), g.p_values, selected_on, valid, 1, g.fallback_all
+    )
+    if method == "ltt" and not valid:
+        warnings.append(g.statement)
+    binary = all(r.correct in (0, 1) for r in [*rows_c, *rows_e])
+    g.observed(chosen.metric, rec_c.split, len(rows_c), metric, binary)
+    if selected_on == "validation" and target is not None and chosen.metric < target - 1e-9:
+        warnings.append(
+            f"the threshold chosen on validation gives {metric} {chosen.metric:.4f} on {rec_c.split}, below "
+            f"the target {target:.4f}"
+            + (" (a finite test sample can fall below a guaranteed expectation)" if valid else "")
+        )
+    if selected_on == "validation" and budget is not None and chosen.cost_per_1k_usd > budget + 1e-9:
+        warnings.append(
+            f"the threshold chosen on validation costs ${chosen.cost_per_1k_usd:.4f} per 1k on "
+            f"{rec_c.split}, above the budget ${budget:.4f}"
+        )
+    field_metrics = G.field_metrics(
+        [(p.escalated_share, p.metric) for p in points], cheap_only.metric, exp_only.metric
+    )
 
     assert chosen.threshold is not None
     policy = RoutingPolicy(
@@ -271,6 +349,13 @@ def evaluate_routing(
         expected_cost_per_1k_usd=chosen.cost_per_1k_usd,
         expected_escalated_share=chosen.escalated_share,
         measured_on=rec_c.split,
+        guarantee={
+            "method": method,
+            "target": target,
+            "delta": float(delta),
+            "valid": valid,
+            "statement": g.statement,
+        },
     )
     text = describe(chosen, cheap_name, exp_name, exp_only.metric, exp_only.cost_per_1k_usd, metric)
     return RoutingResult(
@@ -298,4 +383,6 @@ def evaluate_routing(
         budget_per_1k=budget,
         tiers=rules,
         warnings=warnings,
+        guarantee=g,
+        field_metrics=field_metrics,
     )

@@ -25,8 +25,8 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 
 def plot_routing_curve(
-    points: Sequence[RoutingPoint],
-    chosen: RoutingPoint | None,
+    points: Sequence[Any],
+    chosen: Any | None,
     path: str | Path,
     cheap_only: RoutingPoint | None = None,
     expensive_only: RoutingPoint | None = None,
@@ -34,10 +34,15 @@ def plot_routing_curve(
     cheap_name: str = "cheap",
     expensive_name: str = "expensive",
     title: str | None = None,
+    target: float | None = None,
+    target_label: str = "target",
 ) -> Path:
-    """Metric vs cost per 1k requests (left) and metric vs escalated share (right).
+    """Metric vs cost per 1k requests (left) and metric vs escalated share (right): the quality-vs-
+    escalation-share curve the field reports.
 
-    The sweep is a line; the chosen point, cheap-only and expensive-only references are marked.
+    The sweep is a line; the chosen point, cheap-only and expensive-only references are marked, and
+    ``target`` (when set) is a dashed horizontal line labelled ``target_label`` (e.g. the guarantee).
+    ``points`` may be chain points too (anything with ``escalated_share``, ``metric``, ``cost_per_1k_usd``).
     """
     pts = sorted(points, key=lambda p: p.escalated_share)
     fig = Figure(figsize=(11, 4.2))
@@ -67,6 +72,8 @@ def plot_routing_curve(
             ax.plot(
                 [x_of(chosen)], [chosen.metric], "*", ms=16, color="tab:orange", label=label, linestyle="none"
             )
+        if target is not None:
+            ax.axhline(target, ls="--", lw=1, color="tab:purple", label=target_label)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(metric_name)
         ax.grid(alpha=0.3)

@@ -47,6 +47,12 @@ class RoutingPolicy:
     ``threshold``: escalate when the (temperature-scaled) cheap confidence is below it.
     ``temperature``: 1.0 means no calibration. ``expected_*`` are the values measured on
     ``measured_on`` (a split name) when the policy was chosen.
+
+    ``chain`` (optional, a chain of >= 3 predictors): one ``{name, threshold, temperature}`` per tier,
+    cheapest first, the last tier's threshold null; ``cheap_name``/``threshold``/``temperature`` then
+    repeat the first tier's, so a two-model reader still routes its first hop correctly. ``guarantee``
+    (optional): how the threshold was chosen (method, target, delta, valid, statement). Both are optional,
+    so policies written before them load unchanged (same schema version).
     """
 
     cheap_name: str
@@ -61,8 +67,12 @@ class RoutingPolicy:
     measured_on: str | None = None
     created_at: str = field(default_factory=_now)
     schema_version: int = POLICY_SCHEMA_VERSION
+    chain: list[dict[str, Any]] | None = None
+    guarantee: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if self.chain is not None:
+            self.chain = _check_chain(self.chain)
         self.tiers = [TierRule.from_dict(r, where=f"tiers[{i}]") for i, r in enumerate(self.tiers)]
         if not isinstance(self.threshold, int | float) or isinstance(self.threshold, bool):
             raise RoutingError(f"threshold must be a number, got {self.threshold!r}")
@@ -121,6 +131,38 @@ class RoutingPolicy:
             return "expensive"
         return "cheap"
 
+    def route_chain(self, outputs: list[Mapping[str, float] | float | None]) -> int:
+        """Index of the chain tier that answers, given the outputs of tiers run so far, in order.
+
+        ``outputs[i]`` is tier i's raw label distribution (its temperature is applied here) or a float
+        confidence (only when that tier's temperature is 1) or None (no confidence: move on). Call it
+        after each tier runs: a result ``< len(outputs)`` means that tier's answer stands; otherwise run
+        the next tier and call again. The last tier always answers.
+        """
+        if not self.chain:
+            raise RoutingError("this policy has no chain; use route() for a two-model policy")
+        last = len(self.chain) - 1
+        for i, out in enumerate(outputs[:last]):
+            tier = self.chain[i]
+            t, temp = float(tier["threshold"]), float(tier["temperature"])
+            if isinstance(out, Mapping):
+                hop = RoutingPolicy(
+                    cheap_name=tier["name"], expensive_name="next", threshold=t, temperature=temp
+                )
+                conf: float | None = hop.calibrated_confidence(out)
+            elif out is None:
+                conf = None
+            else:
+                if not math.isclose(temp, 1.0):
+                    raise RoutingError(
+                        f"chain tier {tier['name']!r} was calibrated with temperature {temp:.3f}; pass its "
+                        "full label distribution (a dict)"
+                    )
+                conf = float(out)
+            if conf is not None and not math.isnan(conf) and conf >= t:
+                return i
+        return min(len(outputs), last)
+
     # -- persistence -----------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +179,8 @@ class RoutingPolicy:
             "expected_escalated_share": self.expected_escalated_share,
             "measured_on": self.measured_on,
             "created_at": self.created_at,
+            **({"chain": self.chain} if self.chain is not None else {}),
+            **({"guarantee": self.guarantee} if self.guarantee is not None else {}),
         }
 
     @classmethod
@@ -165,6 +209,10 @@ class RoutingPolicy:
             v = d.get(k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
                 raise RoutingError(f"{where}: field {k!r} must be a number or null, got {v!r}")
+        if d.get("guarantee") is not None and not isinstance(d["guarantee"], dict):
+            raise RoutingError(
+                f"{where}: field 'guarantee' must be an object or null, got {d['guarantee']!r}"
+            )
         if not isinstance(d.get("tiers", []), list):
             raise RoutingError(f"{where}: field 'tiers' must be a list of rules, got {d['tiers']!r}")
         try:
@@ -192,3 +240,33 @@ class RoutingPolicy:
         except json.JSONDecodeError as e:
             raise RoutingError(f"{path}: not valid JSON ({e}); re-run slmforge-route to regenerate it") from e
         return cls.from_dict(d, where=str(path))
+
+
+def _check_chain(chain: Any) -> list[dict[str, Any]]:
+    """The chain list validated: >= 2 tiers of {name, threshold, temperature}, the last threshold null."""
+    if not isinstance(chain, list) or len(chain) < 2:
+        raise RoutingError(f"chain must be a list of at least 2 tiers, got {chain!r}")
+    out = []
+    for i, tier in enumerate(chain):
+        if not isinstance(tier, dict) or set(tier) != {"name", "threshold", "temperature"}:
+            raise RoutingError(
+                f"chain[{i}] must be an object with name, threshold and temperature, got {tier!r}"
+            )
+        last = i == len(chain) - 1
+        t, temp = tier["threshold"], tier["temperature"]
+        if last and t is not None:
+            raise RoutingError(
+                f"chain[{i}] is the last tier: it answers everything, so its threshold must be null"
+            )
+        if not last and (isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)):
+            raise RoutingError(f"chain[{i}].threshold must be a number, got {t!r}")
+        if (
+            isinstance(temp, bool)
+            or not isinstance(temp, int | float)
+            or not (temp > 0 and math.isfinite(temp))
+        ):
+            raise RoutingError(f"chain[{i}].temperature must be a positive number, got {temp!r}")
+        if not isinstance(tier["name"], str) or not tier["name"]:
+            raise RoutingError(f"chain[{i}].name must be a non-empty string, got {tier['name']!r}")
+        out.append(dict(tier))
+    return out
