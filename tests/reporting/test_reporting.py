@@ -278,7 +278,9 @@ def test_write_report_markdown_html_and_plots(board: pd.DataFrame, tmp_path: Pat
     assert "](quality_vs_cost.png)" in md and "](quality_vs_latency.png)" in md and "## Routing" in md
     assert "| 1 | lora-r16 |" in md and "Deploy `lora-r16`" in md
     html = files.html.read_text()
-    assert html.count('src="data:image/png;base64,') == 3
+    # two trade-off plots, the reliability diagram (every report has one) and the extra section's PNG
+    assert html.count('src="data:image/png;base64,') == 4
+    assert "](reliability.png)" in md
     assert "<table>" in html and "<td>lora-r16</td>" in html and "<strong>helps</strong>" in html
     assert 'src="quality_vs_cost.png"' not in html  # nothing left pointing at a side file
     assert pd.read_csv(files.csv)["name"].iloc[0] == "lora-r16"

@@ -3,7 +3,8 @@
     slmforge-report runs=[multirun/2025-06-01/12-00-00]
 
 Reads every ``results*.json`` under ``runs``, prices each predictor with ``conf/pricing/default.yaml``,
-and writes ``report.md``, ``report.html`` (self-contained), the PNG plots and ``leaderboard.csv`` to
+aggregates each predictor's seeds into one row with a 95% CI and its paired difference from the best (from
+the ``predictions.jsonl`` beside each record; ``statistics.*`` in ``conf/report/default.yaml``), and writes ``report.md``, ``report.html`` (self-contained), the PNG plots and ``leaderboard.csv`` to
 ``output_dir``; then logs a W&B ``job_type=report`` run (offline unless configured otherwise). Bad input
 ends the process with one ``error: ...`` line and a non-zero exit code, never a traceback.
 """
@@ -23,7 +24,9 @@ from slmforge.config import config_dir
 from slmforge.errors import ConfigError
 
 if TYPE_CHECKING:
+    from slmforge.economics.pricing import Pricing
     from slmforge.records import ResultsRecord
+    from slmforge.reporting.evidence import Evidence
     from slmforge.reporting.render import ExtraSection, ReportFiles
 
 log = logging.getLogger(__name__)
@@ -45,13 +48,17 @@ def build_report(
 ) -> tuple[ReportFiles, str | None]:
     """Everything the CLI does, callable from code and tests: returns the files and the W&B location."""
     from slmforge.economics.pricing import Pricing
-    from slmforge.reporting.collect import collect_records
+    from slmforge.reporting.collect import collect_record_files
+    from slmforge.reporting.evidence import Evidence
     from slmforge.reporting.leaderboard import leaderboard
     from slmforge.reporting.render import write_report
     from slmforge.reporting.wandb_summary import log_report_to_wandb, report_run_name, runs_group
 
     runs = _runs(cfg)
-    records = collect_records(runs)
+    found = collect_record_files(runs)
+    records = [r for r, _ in found]
+    evidence = Evidence.from_files(records, [f for _, f in found])
+    stats_cfg = cfg.get("statistics") or {}
     pricing = Pricing.from_config(cfg.pricing)
     primary = primary_metric_of(records, cfg.get("primary_metric"))
     df = leaderboard(
@@ -62,8 +69,17 @@ def build_report(
         machine=str(cfg.machine),
         training_machine=str(cfg.training_machine) if cfg.get("training_machine") else None,
         monthly_requests=int(cfg.monthly_requests),
+        evidence=evidence,
+        alpha=float(stats_cfg.get("alpha", 0.05)),
+        resamples=int(stats_cfg.get("resamples", 2000)),
     )
-    files = write_report(df, Path(cfg.output_dir), extra_sections=extra_sections, title=str(cfg.title))
+    files = write_report(
+        df,
+        Path(cfg.output_dir),
+        extra_sections=[*(extra_sections or []), *sweep_sections(cfg, records, pricing, evidence)],
+        title=str(cfg.title),
+        evidence=evidence,
+    )
     where = None
     wb = cfg.get("wandb") or {}
     if wb.get("enabled", False):
@@ -88,6 +104,24 @@ def build_report(
             directory=Path(cfg.output_dir),
         )
     return files, where
+
+
+def sweep_sections(
+    cfg: DictConfig, records: Sequence[ResultsRecord], pricing: Pricing, evidence: Evidence
+) -> list[ExtraSection]:
+    """The sections only some comparisons have: the learning curve (records of a training-size sweep) and the
+    break-even volume (a fine-tuned predictor next to an API one); each is None when it does not apply."""
+    from slmforge.reporting.learning_curve import break_even_section, learning_curve_section
+
+    out_dir = Path(cfg.output_dir)
+    training_machine = str(cfg.training_machine) if cfg.get("training_machine") else None
+    sections = [
+        learning_curve_section(records, out_dir, evidence.rows_by_run_id(records)),
+        break_even_section(
+            records, pricing, out_dir, machine=str(cfg.machine), training_machine=training_machine
+        ),
+    ]
+    return [s for s in sections if s is not None]
 
 
 def primary_metric_of(records: Sequence[ResultsRecord], override: str | None = None) -> str:

@@ -1,5 +1,11 @@
 """Economics: what a request, a month of traffic and a fine-tuning run cost, for API and self-hosted models."""
 
+from slmforge.economics.break_even import (
+    BreakEven,
+    break_even,
+    break_even_table,
+    break_even_volume,
+)
 from slmforge.economics.cost import (
     api_cost_per_request,
     cost_summary,
@@ -21,10 +27,14 @@ from slmforge.economics.pricing import (
 
 __all__ = [
     "ApiPrice",
+    "BreakEven",
     "MachinePrice",
     "Pricing",
     "PricingError",
     "api_cost_per_request",
+    "break_even",
+    "break_even_table",
+    "break_even_volume",
     "cost_summary",
     "default_pricing_path",
     "format_factor",

@@ -20,6 +20,8 @@ from slmforge.errors import PricingError
 
 DEFAULT_PRICING_FILE = "conf/pricing/default.yaml"
 DEFAULT_MONTHLY_REQUESTS = 10_000_000
+DEFAULT_AMORTISE_MONTHS = 12.0
+HOURS_PER_MONTH = 730.0  # 365 * 24 / 12: what an always-on machine is billed for in a month
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _SNAPSHOT_SUFFIX = re.compile(r"-\d{4}-\d{2}-\d{2}$")
@@ -49,6 +51,10 @@ class Pricing:
     self_hosted: dict[str, MachinePrice] = field(default_factory=dict)
     monthly_requests: int = DEFAULT_MONTHLY_REQUESTS
     utilisation: float = 1.0
+    # Break-even only: months over which a fine-tuning run's one-off cost is spread, and whether one serving
+    # machine is paid around the clock whatever the volume (see conf/pricing/default.yaml for the trade-offs).
+    amortise_months: float = DEFAULT_AMORTISE_MONTHS
+    always_on: bool = False
     currency: str = "USD"
     source: str = DEFAULT_PRICING_FILE  # named in error messages so the user knows what to edit
 
@@ -78,11 +84,24 @@ class Pricing:
         utilisation = float(cfg.get("utilisation", 1.0))
         if not 0.0 < utilisation <= 1.0:
             raise PricingError(f"{src}: utilisation must be in (0, 1], got {utilisation}")
+        try:
+            amortise = float(cfg.get("amortise_months", DEFAULT_AMORTISE_MONTHS))
+        except (TypeError, ValueError) as e:
+            raise PricingError(f"{src}: amortise_months must be a number of months > 0") from e
+        if not amortise > 0:
+            raise PricingError(
+                f"{src}: amortise_months must be > 0 (months to spread training cost over), got {amortise}"
+            )
+        always_on = cfg.get("always_on", False)
+        if not isinstance(always_on, bool):
+            raise PricingError(f"{src}: always_on must be true or false, got {always_on!r}")
         return cls(
             api=api,
             self_hosted=machines,
             monthly_requests=int(cfg.get("monthly_requests", DEFAULT_MONTHLY_REQUESTS)),
             utilisation=utilisation,
+            amortise_months=amortise,
+            always_on=always_on,
             currency=str(cfg.get("currency", "USD")),
             source=src,
         )

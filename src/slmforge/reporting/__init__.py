@@ -2,13 +2,16 @@
 
 Typical use::
 
-    records = collect_records(["multirun/2025-01-01/12-00-00"])
-    df = leaderboard(records, load_pricing(), primary_metric="accuracy")
-    files = write_report(df, "reports/latest")
+    found = collect_record_files(["multirun/2025-01-01/12-00-00"])
+    records = [r for r, _ in found]
+    evidence = Evidence.from_files(records, [f for _, f in found])  # rows: CIs, significance, pictures
+    df = leaderboard(records, load_pricing(), primary_metric="accuracy", evidence=evidence)
+    files = write_report(df, "reports/latest", evidence=evidence)
     print(files.recommendation)
 """
 
-from slmforge.reporting.collect import collect_records, find_results_files
+from slmforge.reporting.collect import collect_record_files, collect_records, find_results_files
+from slmforge.reporting.evidence import Evidence
 from slmforge.reporting.formatting import fmt_count, fmt_metric, fmt_ms, fmt_num, fmt_usd
 from slmforge.reporting.leaderboard import (
     COST_COL,
@@ -19,6 +22,7 @@ from slmforge.reporting.leaderboard import (
     is_prompted,
     leaderboard,
     recommendation,
+    recommended,
 )
 from slmforge.reporting.pareto import decision_score, pareto_front
 from slmforge.reporting.plots import make_plots, plot_quality_vs_cost, plot_quality_vs_latency, plot_tradeoff
@@ -38,9 +42,11 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "LATENCY_COL",
     "MONTHLY_COL",
+    "Evidence",
     "ExtraSection",
     "ReportFiles",
     "build_markdown",
+    "collect_record_files",
     "collect_records",
     "decision_score",
     "describe",
@@ -61,6 +67,7 @@ __all__ = [
     "plot_quality_vs_latency",
     "plot_tradeoff",
     "recommendation",
+    "recommended",
     "render_html",
     "write_report",
 ]

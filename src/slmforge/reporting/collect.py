@@ -7,6 +7,12 @@ after fine-tuning); a Hydra multirun directory holds many run directories, at an
 Sweep jobs usually share predictor names (every LoRA job writes ``tiny-lora``); the command-line overrides
 each record keeps (:attr:`~slmforge.records.ResultsRecord.swept`) tell them apart, both in the names
 (``tiny-lora [adapter.r=4]``) and as leaderboard columns (:func:`swept_keys`).
+
+Seeds are not a sweep dimension but repetitions: records of one predictor that differ only in their seed
+(``slmforge-compare seeds=[0,1,2]``, or ``-m seed=0,1,2``) keep one shared name, and the leaderboard
+aggregates them into one row (:func:`seed_groups`). A predictor's identity (:func:`predictor_identity`) is
+what it is without the seed: task, split, kind, method, model, k and shot selection, scoring, the adapter
+settings (not its per-seed path) and the swept overrides other than ``seed``/``seeds``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from slmforge.records import RecordError, ResultsRecord, read_results
 
@@ -43,8 +50,15 @@ def collect_records(paths: str | Path | Iterable[str | Path]) -> list[ResultsRec
 
     Raises :class:`~slmforge.records.RecordError` naming the path when a path does not exist or holds no
     ``results*.json``. Records whose ``name`` collides get the override values that differ between them
-    appended (else the run id), so every leaderboard row and plot label stays distinguishable.
+    appended (else the run id), so every leaderboard row and plot label stays distinguishable; records of
+    one predictor that differ only by seed keep their shared name (one leaderboard row).
     """
+    return [r for r, _ in collect_record_files(paths)]
+
+
+def collect_record_files(paths: str | Path | Iterable[str | Path]) -> list[tuple[ResultsRecord, Path]]:
+    """:func:`collect_records` with each record's file (its ``predictions.jsonl`` and
+    ``confusion_matrix.json`` lie beside it)."""
     if isinstance(paths, str | Path):
         paths = [paths]
     paths = list(paths)
@@ -66,7 +80,7 @@ def collect_records(paths: str | Path | Iterable[str | Path]) -> list[ResultsRec
                 files.append(f)
     records = [read_results(f) for f in files]
     _disambiguate_names(records)
-    return records
+    return list(zip(records, files, strict=True))
 
 
 def swept_keys(records: Sequence[ResultsRecord]) -> list[str]:
@@ -81,24 +95,86 @@ def swept_keys(records: Sequence[ResultsRecord]) -> list[str]:
     return sorted(key for key, vs in values.items() if len(vs) > 1)
 
 
+SEED_KEYS = frozenset({"seed", "seeds"})
+"""Override keys that repeat a predictor rather than change it."""
+_PER_SEED_ADAPTER_KEYS = frozenset({"path", "sha256"})
+
+
+def predictor_identity(record: ResultsRecord, swept: Sequence[str] = ()) -> tuple[Any, ...]:
+    """What a predictor is, without its seed (see the module docstring); ``swept``: the sweep's keys."""
+    p = record.predictor
+    adapter = p.get("adapter") or {}
+    if isinstance(adapter, dict):  # its per-seed file (path, hash) is not part of what the predictor is
+        adapter_id: Any = tuple(
+            sorted((str(k), repr(v)) for k, v in adapter.items() if k not in _PER_SEED_ADAPTER_KEYS)
+        )
+    else:
+        adapter_id = repr(adapter)
+    overrides = tuple((k, record.swept.get(k)) for k in swept if k not in SEED_KEYS)
+    return (
+        record.task, record.split, p.get("kind"), p.get("method"), p.get("model"), p.get("k"),
+        p.get("selection"), p.get("scoring") or "raw", adapter_id, overrides,
+    )  # fmt: skip
+
+
+def one_predictor_over_seeds(records: Sequence[ResultsRecord], swept: Sequence[str] = ()) -> bool:
+    """True when ``records`` are one predictor evaluated with distinct, known seeds."""
+    seeds = [r.seed for r in records]
+    return (
+        len(records) > 1
+        and None not in seeds
+        and len(set(seeds)) == len(seeds)
+        and len({predictor_identity(r, swept) for r in records}) == 1
+    )
+
+
+def seed_groups(records: Sequence[ResultsRecord]) -> list[list[int]]:
+    """Indices of ``records`` grouped into leaderboard rows: one predictor's records over distinct seeds
+    form one group (same name and identity); anything else (a record evaluated twice with one seed, or
+    without a seed) stays a row of its own. Groups keep the order of their first record."""
+    swept = swept_keys(records)
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for i, r in enumerate(records):
+        by_key.setdefault((r.name, predictor_identity(r, swept)), []).append(i)
+    groups: list[list[int]] = []
+    for members in by_key.values():
+        if one_predictor_over_seeds([records[i] for i in members], swept):
+            groups.append(members)
+        else:
+            groups.extend([i] for i in members)
+    return sorted(groups, key=lambda g: g[0])
+
+
 def _disambiguate_names(records: list[ResultsRecord]) -> None:
+    seed_merged: set[str] = set()  # names shared on purpose: one predictor over several seeds
     groups: defaultdict[str, list[ResultsRecord]] = defaultdict(list)
     for r in records:
         groups[r.name].append(r)
     for name, group in groups.items():
         if len(group) < 2:
             continue
-        keys = swept_keys(group)
+        keys = [k for k in swept_keys(group) if k not in SEED_KEYS]
         labels = [", ".join(f"{k}={r.swept[k]}" for k in keys if k in r.swept) for r in group]
+        by_label: defaultdict[str, list[ResultsRecord]] = defaultdict(list)
+        for r, label in zip(group, labels, strict=True):
+            by_label[label].append(r)
+        # Records that differ only by seed are one predictor: they share one label (one leaderboard row).
+        merged = {label: one_predictor_over_seeds(rs, keys) for label, rs in by_label.items()}
+        if len(by_label) == 1 and all(merged.values()):
+            seed_merged.add(name)
+            continue
         shared = Counter(labels)
         for i, (r, label) in enumerate(zip(group, labels, strict=True), 1):
-            # Override values when they tell this record apart, else the run id.
-            suffix = label if label and shared[label] == 1 else (r.run_id or str(i))
+            # Override values when they tell this record (or this predictor's seeds) apart, else the run id.
+            unique = label and (shared[label] == 1 or merged[label])
+            suffix = label if unique else (r.run_id or str(i))
             r.name = f"{name} [{suffix}]"
+            if unique and merged[label] and shared[label] > 1:
+                seed_merged.add(r.name)
     # Two records with the same name *and* run id (re-evaluations of one run) still need telling apart.
     counts = Counter(r.name for r in records)
     seen: Counter[str] = Counter()
     for r in records:
-        if counts[r.name] > 1:
+        if counts[r.name] > 1 and r.name not in seed_merged:
             seen[r.name] += 1
             r.name = f"{r.name} #{seen[r.name]}"

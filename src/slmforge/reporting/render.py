@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -33,11 +34,18 @@ from slmforge.reporting.leaderboard import (
     COST_COL,
     COVERAGE_COL,
     MONTHLY_COL,
+    STAT_COLS,
+    ci_label,
     complete,
     describe,
+    is_prompted,
     recommendation,
+    recommended,
 )
 from slmforge.reporting.plots import make_plots
+
+if TYPE_CHECKING:
+    from slmforge.reporting.evidence import Evidence
 
 ExtraSection = tuple[str, str, Sequence[str | Path]]
 """(section title, Markdown body, PNG paths shown under it)."""
@@ -89,9 +97,20 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
     out["predictor"] = [describe(row) for _, row in df.iterrows()]
     for c in swept:
         out[c] = df[c].map(lambda x: "" if pd.isna(x) else str(x))
+    if "scoring" in df and any(is_prompted(r) for _, r in df.iterrows()):
+        out["scoring"] = df["scoring"].fillna("").astype(str)
     out["params (M)"] = df["params_m"].map(fmt_num)
+    stats = "ci_low" in df and df["ci_low"].notna().any()
     for c in metric_cols:
         out[c] = df[c].map(fmt_metric)
+        if c == metric and stats:
+            out[ci_label(df.attrs.get("alpha", 0.05))] = [
+                "" if pd.isna(lo) else f"[{lo:.3f}, {hi:.3f}]"
+                for lo, hi in zip(df["ci_low"], df["ci_high"], strict=True)
+            ]
+            out["vs best"] = df["vs_best"].fillna("").astype(str)
+            out["McNemar p"] = df["mcnemar_p"].map(lambda p: "" if pd.isna(p) else f"{p:.2g}")
+            out["seeds"] = df["n_seeds"].map(lambda n: "" if pd.isna(n) else str(int(n)))
     out["p50"] = df["latency_p50_ms"].map(fmt_ms)
     out["p95"] = df["latency_p95_ms"].map(fmt_ms)
     out["p99"] = df["latency_p99_ms"].map(fmt_ms)
@@ -112,6 +131,7 @@ _NON_METRIC_COLS = {
     "name", "method", "k", "model", "kind", "params_m", "latency_p50_ms", "latency_p95_ms",
     "latency_p99_ms", "examples_per_s", COST_COL, MONTHLY_COL, "cost_basis", "priced_as",
     "training_time_s", "training_cost_usd", "n", "task", "split", "run_id", "score", "pareto", COVERAGE_COL,
+    "scoring", *STAT_COLS,
 }  # fmt: skip
 
 
@@ -140,6 +160,48 @@ def _settings_lines(df: pd.DataFrame) -> list[str]:
         f"- prices from `{a.get('pricing_source', 'conf/pricing/default.yaml')}`",
     ]
     return lines
+
+
+def _statistics_lines(df: pd.DataFrame) -> list[str]:
+    """How the intervals and the significance marks were computed (only when the leaderboard has them)."""
+    if "ci_low" not in df or not df["ci_low"].notna().any():
+        return []
+    metric = df.attrs.get("primary_metric", "accuracy")
+    methods = sorted({m for m in df["ci_method"].dropna().astype(str) if m})
+    seeds = sorted({int(n) for n in df["n_seeds"].dropna()})
+    ties = int(df["tied_with_best"].map(lambda x: x is True).sum()) - 1
+    level = ci_label(df.attrs.get("alpha", 0.05))
+    lines = [
+        "## Statistics",
+        "",
+        (
+            f"- `{metric}` is the mean over each predictor's seeds ({'/'.join(map(str, seeds))} seeds)"
+            if seeds != [1]
+            else f"- `{metric}` comes from one seed per predictor"
+        )
+        + f"; its {level}: {'; '.join(methods)} (seeded), {metric} recomputed on every resample.",
+        f"- **vs best**: paired difference from `{df.attrs.get('best_quality')}` (the best {metric}) on the same"
+        " test rows, paired within each seed both share (seeds draw their own test split) and resampled like the"
+        f" CI. `n.s.`: the {level} contains 0, so the difference is not significant.",
+        "- **McNemar p**: exact binomial test of the rows only one of the two got right (accuracy only), "
+        "discordant pairs pooled over the shared seeds (each seed-row one trial; with a test split shared "
+        "across seeds that overstates independence, so read p next to the CI).",
+    ]
+    if ties > 0:
+        lines.append(f"- {ties} predictor(s) not significantly different from the best on {metric}.")
+    lines += [f"- {n}" for n in df.attrs.get("ci_notes") or []]
+    return [*lines, ""]
+
+
+def _scoring_lines(df: pd.DataFrame) -> list[str]:
+    """Which label scoring each prompted baseline used (raw log-likelihood, length-normalised, calibrated)."""
+    if "scoring" not in df:
+        return []
+    used = [(r["name"], r["scoring"]) for _, r in df.iterrows() if is_prompted(r) and r.get("scoring")]
+    if not used:
+        return []
+    text = ", ".join(f"`{n}`: {s}" for n, s in used)
+    return [f"Prompted baselines' label scoring: {text}.", ""]
 
 
 def _copy_into(out_dir: Path, png: str | Path) -> str:
@@ -179,9 +241,14 @@ def build_markdown(
         markdown_table(display_table(df)),
         "",
     ]
+    parts += _statistics_lines(df)
+    parts += _scoring_lines(df)
     captions = {
         "quality_vs_cost": f"## {metric} vs cost",
         "quality_vs_latency": f"## {metric} vs p95 latency",
+        "reliability": "## Reliability (confidence vs accuracy)",
+        "routing_curve": "## Routing curve (quality vs share escalated)",
+        "confusion_matrix": "## Confusion matrix",
     }
     for key, png in plots.items():
         parts += [captions.get(key, f"## {key}"), "", f"![{key}]({_copy_into(out_dir, png)})", ""]
@@ -234,6 +301,12 @@ def render_html(markdown_text: str, out_dir: Path, title: str = "slmforge report
     )
 
 
+def _no_evidence() -> Evidence:
+    from slmforge.reporting.evidence import Evidence
+
+    return Evidence()
+
+
 def write_report(
     df: pd.DataFrame,
     out_dir: str | Path,
@@ -241,12 +314,18 @@ def write_report(
     recommendation_text: str | None = None,
     extra_sections: Sequence[ExtraSection] | None = None,
     title: str = "slmforge report: fine-tuned small models vs prompted large ones",
+    evidence: Evidence | None = None,
 ) -> ReportFiles:
-    """Plots, ``leaderboard.csv``, ``report.md`` and ``report.html`` into ``out_dir``."""
+    """Plots, ``leaderboard.csv``, ``report.md`` and ``report.html`` into ``out_dir``; ``evidence`` (the
+    prediction rows and confusion matrices) adds the reliability, routing and confusion pictures."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rec = recommendation_text or recommendation(df)
-    plots = make_plots(df, out)
+    focus = [n for n in (recommended(df), df.attrs.get("best_quality")) if n]
+    if not focus and len(df):
+        focus = [str(df["name"].iloc[0])]
+    # every report has a reliability diagram: without prediction rows it says that none were recorded
+    plots = make_plots(df, out, evidence=evidence if evidence is not None else _no_evidence(), focus=focus)
     csv = out / LEADERBOARD_CSV
     df.to_csv(csv, index=False)
     text = build_markdown(df, rec, plots, out, extra_sections, title)
