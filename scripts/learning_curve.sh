@@ -8,7 +8,8 @@
 #   BASELINES=outputs/compare/<run> scripts/learning_curve.sh  # add API records for the break-even
 #
 # Environment (all optional):
-#   MODELS     conf/model choices, comma-separated (default smollm2-135m,smollm2-360m)
+#   MODELS     conf/model choices, comma-separated (default smollm2-135m,gemma3-270m: both offline; a size
+#              this machine cannot load is skipped, see scripts/sweep_model_sizes.sh)
 #   SIZES      data.per_label_train values: at most N training rows per label, seeded; `null` = all rows
 #              (default 5,10,20,null; the tickets data has 32 rows per label, so sizes above that equal null)
 #   SEEDS      seeds per point; several seeds give the curve 95% whiskers across seeds (default 0).
@@ -18,7 +19,7 @@
 #              compare against; without them the report has the curve but no break-even
 # Extra arguments go to slmforge-train (e.g. data=banking77, hardware=gpu, eval.zero_shot=false).
 set -euo pipefail
-MODELS="${MODELS:-smollm2-135m,smollm2-360m}"
+MODELS="${MODELS:-smollm2-135m,gemma3-270m}"
 SIZES="${SIZES:-5,10,20,null}"
 SEEDS="${SEEDS:-0}"
 SWEEP_DIR="${SWEEP_DIR:-outputs/learning_curve/$(date +%Y%m%d-%H%M%S)}"
