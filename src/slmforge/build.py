@@ -355,14 +355,14 @@ def evaluate_predictor(
     if kind == "local" and setup.lm is not None:
         from slmforge.prompting import count_truncated
 
-        budget = setup.task.max_prompt_tokens
-        cut = count_truncated(
-            setup.lm.tokenizer, setup.task, rows_in, getattr(predictor, "shots", ()), budget
-        )
-        info["prompts"] = {"max_tokens": budget, "truncated": cut}
+        budget = setup.task.max_prompt_tokens  # the example's own prompt; shots come on top (prompting.py)
+        shots = getattr(predictor, "shots", ())
+        cut = count_truncated(setup.lm.tokenizer, setup.task, rows_in, shots)
+        info["prompts"] = {"max_tokens": budget, "plus_shots": bool(shots), "truncated": cut}
         if cut:
-            log.warning("%s: %d of %d %s prompts are longer than %d tokens and were cut in the middle "
-                        "(task.max_length=%d)", method, cut, len(rows_in), split, budget, setup.task.max_length)  # fmt: skip
+            log.warning("%s: %d of %d %s prompts are longer than %d tokens (plus their shots) and were cut in "
+                        "the middle (task.max_length=%d)", method, cut, len(rows_in), split, budget,
+                        setup.task.max_length)  # fmt: skip
     ctx = setup.autocast() if kind == "local" else contextlib.nullcontext()
     with stage(f"evaluate {method} on {split} ({len(rows_in)} rows)"), ctx:
         return evaluate_split(

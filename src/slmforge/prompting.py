@@ -38,30 +38,47 @@ def render_prompt(tokenizer: Any, messages: list[Message]) -> str:
     return "".join(parts)
 
 
+def _ids_and_budget(
+    tokenizer: Any, task: Any, example: dict[str, Any], shots: Any, max_tokens: int | None
+) -> tuple[list[int], int]:
+    """The rendered prompt's token ids and the budget they are cut to.
+
+    The default budget is the task's (the training cut) for the example's own prompt, with the shots'
+    tokens on top: shots are demonstrations the fine-tuned model never saw, and cutting them (with the
+    middle cut: the label list and instruction too) to fit a budget sized for zero-shot rows would turn a
+    k-shot baseline into a strawman. An explicit ``max_tokens`` is a hard cap on the whole prompt.
+    """
+    from slmforge.prediction.shots import shots_for
+
+    turns = shots_for(shots, example)
+    ids = tokenizer(render_prompt(tokenizer, task.messages(example, turns)), add_special_tokens=False)[
+        "input_ids"
+    ]
+    if max_tokens is not None:
+        return ids, max_tokens
+    budget = task.max_prompt_tokens
+    if turns:
+        bare = tokenizer(render_prompt(tokenizer, task.messages(example, [])), add_special_tokens=False)
+        budget += max(0, len(ids) - len(bare["input_ids"]))
+    return ids, budget
+
+
 def prompt_token_ids(
     tokenizer: Any, task: Any, example: dict[str, Any], shots: Any, max_tokens: int | None = None
 ) -> list[int]:
-    """The rendered prompt's token ids, tokenised and (over ``max_tokens``, by default the task's prompt
-    budget: the training cut) cut as in training."""
-    from slmforge.prediction.shots import shots_for
-
-    prompt = render_prompt(tokenizer, task.messages(example, shots_for(shots, example)))
-    budget = max_tokens if max_tokens is not None else task.max_prompt_tokens
-    return fit_prompt(tokenizer(prompt, add_special_tokens=False)["input_ids"], budget)
+    """The rendered prompt's token ids, tokenised and cut as in training when over budget (by default the
+    task's prompt budget plus the shots' tokens: :func:`_ids_and_budget`)."""
+    ids, budget = _ids_and_budget(tokenizer, task, example, shots, max_tokens)
+    return fit_prompt(ids, budget)
 
 
 def count_truncated(
-    tokenizer: Any, task: Any, examples: Sequence[dict[str, Any]], shots: Any, max_tokens: int
+    tokenizer: Any, task: Any, examples: Sequence[dict[str, Any]], shots: Any, max_tokens: int | None = None
 ) -> int:
-    """How many of ``examples`` have a prompt longer than ``max_tokens`` (cut by :func:`fit_prompt`)."""
-    from slmforge.prediction.shots import shots_for
-
-    return sum(
-        len(
-            tokenizer(
-                render_prompt(tokenizer, task.messages(ex, shots_for(shots, ex))), add_special_tokens=False
-            )["input_ids"]
-        )
-        > max_tokens
-        for ex in examples
-    )
+    """How many of ``examples`` have a prompt over its budget (cut by :func:`fit_prompt`), by the rule
+    :func:`prompt_token_ids` cuts with."""
+    cut = 0
+    for ex in examples:
+        ids, budget = _ids_and_budget(tokenizer, task, ex, shots, max_tokens)
+        cut += len(ids) > budget
+    return cut

@@ -224,6 +224,35 @@ def test_the_prediction_budget_is_the_training_budget_less_the_longest_answer() 
     assert row.truncated and len(row.input_ids) == 48  # the longest answer fills the budget exactly
 
 
+def test_shots_come_on_top_of_the_prompt_budget() -> None:
+    # A k-shot prompt is cut only when the example's own prompt is over the training budget: cutting the
+    # shots (and, with the middle cut, the instruction and label list) would make the baseline a strawman.
+    from slmforge.modeling.loading import ModelSpec, load_tokenizer
+    from slmforge.prompting import count_truncated, prompt_token_ids, render_prompt
+    from slmforge.tasks.classification import ClassificationTask
+
+    tok = load_tokenizer(ModelSpec(name="tiny", source="tiny"))
+    task = ClassificationTask(max_length=128)
+    train = _labelled(["billing", "technical support", "account"])
+    task.setup(train, {})
+    task.set_length_bound(tok, train)
+    shots = [{"text": "word " * 30, "label": "billing"}] * 4
+    short, long = {"text": "my card was charged twice"}, {"text": "word " * 400}
+
+    def full(ex: dict) -> list[int]:
+        return tok(render_prompt(tok, task.messages(ex, shots)), add_special_tokens=False)["input_ids"]
+
+    assert len(full(short)) > task.max_prompt_tokens  # over the zero-shot budget only because of its shots
+    assert prompt_token_ids(tok, task, short, shots) == full(short)  # nothing cut
+    bare = len(tok(render_prompt(tok, task.messages(long, [])), add_special_tokens=False)["input_ids"])
+    cut = prompt_token_ids(tok, task, long, shots)
+    assert len(cut) == task.max_prompt_tokens + len(full(long)) - bare  # the example's excess cut, shots kept
+    assert count_truncated(tok, task, [short, long], shots) == 1
+    assert (
+        len(prompt_token_ids(tok, task, short, shots, max_tokens=40)) == 40
+    )  # an explicit cap is a hard cap
+
+
 def test_malformed_and_empty_data_files_have_their_own_messages(tmp_path: Path) -> None:
     rows = [json.dumps({"text": f"text {i}", "label": "ab"[i % 2]}) for i in range(40)]
     rows[30] = '{"text": "broken", "label": '  # line 31
