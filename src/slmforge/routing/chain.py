@@ -334,14 +334,7 @@ def evaluate_chain(
         raise RoutingError(f"chain needs at least 2 predictor dirs (cheapest first), got {len(paths)}")
     if len(costs) != len(paths):
         raise RoutingError(f"chain has {len(paths)} predictor dirs but {len(costs)} costs")
-    method = guarantee or ("ltt" if target is not None else "none")
-    if method not in G.GUARANTEES:
-        raise RoutingError(f"routing.guarantee={method!r}: expected one of {list(G.GUARANTEES)}")
-    if method == "ltt" and target is None:
-        raise RoutingError("routing.guarantee=ltt needs routing.target (the quality to guarantee), e.g. 0.9")
-    G.check_target_delta(target, delta)
-    if select_on not in ("auto", "validation", "split"):
-        raise RoutingError(f"routing.select_on must be 'auto', 'validation' or 'split', got {select_on!r}")
+    method = G.resolve_options(guarantee, target, delta, select_on)
     recs = [read_results(p) for p in paths]
     for p, r in zip(paths[1:], recs[1:], strict=True):
         if r.task != recs[0].task or r.split != recs[0].split:

@@ -173,14 +173,7 @@ def evaluate_routing(
     Learn-then-Test on the selection rows so that, with probability >= 1 - ``delta``, the routed quality
     on new data is >= target (:mod:`~slmforge.routing.guarantee`); ``none`` is the point-estimate choice.
     """
-    if select_on not in ("auto", "validation", "split"):
-        raise RoutingError(f"select_on must be 'auto', 'validation' or 'split', got {select_on!r}")
-    method = guarantee or ("ltt" if target is not None else "none")
-    if method not in G.GUARANTEES:
-        raise RoutingError(f"routing.guarantee={method!r}: expected one of {list(G.GUARANTEES)}")
-    if method == "ltt" and target is None:
-        raise RoutingError("routing.guarantee=ltt needs routing.target (the quality to guarantee), e.g. 0.9")
-    G.check_target_delta(target, delta)
+    method = G.resolve_options(guarantee, target, delta, select_on)
     cheap_dir, expensive_dir = Path(cheap_dir), Path(expensive_dir)
     rec_c, rec_e = read_results(cheap_dir), read_results(expensive_dir)
     rows_c, rows_e = read_predictions(cheap_dir), read_predictions(expensive_dir)

@@ -80,6 +80,20 @@ def check_target_delta(target: float | None, delta: float) -> None:
         )
 
 
+def resolve_options(guarantee: str | None, target: float | None, delta: float, select_on: str) -> str:
+    """The guarantee method routing uses (``ltt`` by default when a target is set, else ``none``), after
+    checking every option the two- and multi-tier routers share; RoutingError naming the bad one."""
+    if select_on not in ("auto", "validation", "split"):
+        raise RoutingError(f"routing.select_on must be 'auto', 'validation' or 'split', got {select_on!r}")
+    method = guarantee or ("ltt" if target is not None else "none")
+    if method not in GUARANTEES:
+        raise RoutingError(f"routing.guarantee={method!r}: expected one of {list(GUARANTEES)}")
+    if method == "ltt" and target is None:
+        raise RoutingError("routing.guarantee=ltt needs routing.target (the quality to guarantee), e.g. 0.9")
+    check_target_delta(target, delta)
+    return method
+
+
 def is_binary(scores: np.ndarray) -> bool:
     """True when every per-row score is exactly 0 or 1 (accuracy): then the exact binomial test applies."""
     return bool(np.all((scores == 0.0) | (scores == 1.0)))
