@@ -342,8 +342,16 @@ def _start_training(tmp_path: Path, run_dir: Path, *extra: str, env: dict | None
     args = [str(exe), "model=tiny", "debug=fast", f"logger={logger}", "eval.zero_shot=false", "train.max_steps=-1",
             "train.epochs=50", "data.sizes.train=64", "data.max_train_examples=64", f"hydra.run.dir={run_dir}",
             *extra]  # fmt: skip
+    # SIGINT back to its default in the child: a test run started in the background by a non-interactive
+    # shell (`cmd &`) inherits SIGINT *ignored*, and Python keeps an ignored SIGINT, so Ctrl-C would never land.
     return subprocess.Popen(args, cwd=tmp_path, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)  # fmt: skip
+
+
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(predicate, timeout: float = 120.0) -> None:
