@@ -479,13 +479,7 @@ def evaluate_chain(
             }
             for i, nm in enumerate(names)
         ],
-        guarantee={
-            "method": method,
-            "target": target,
-            "delta": float(delta),
-            "valid": valid,
-            "statement": g.statement,
-        },
+        guarantee=g.policy_fields(),
     )
     return ChainResult(
         names=names,

@@ -342,13 +342,7 @@ def evaluate_routing(
         expected_cost_per_1k_usd=chosen.cost_per_1k_usd,
         expected_escalated_share=chosen.escalated_share,
         measured_on=rec_c.split,
-        guarantee={
-            "method": method,
-            "target": target,
-            "delta": float(delta),
-            "valid": valid,
-            "statement": g.statement,
-        },
+        guarantee=g.policy_fields(),
     )
     text = describe(chosen, cheap_name, exp_name, exp_only.metric, exp_only.cost_per_1k_usd, metric)
     return RoutingResult(

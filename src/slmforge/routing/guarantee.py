@@ -217,6 +217,16 @@ class Guarantee:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def policy_fields(self) -> dict[str, Any]:
+        """What a routing policy file keeps of the guarantee (a serving process reads these, not the rest)."""
+        return {
+            "method": self.method,
+            "target": self.target,
+            "delta": self.delta,
+            "valid": self.valid,
+            "statement": self.statement,
+        }
+
     def observed(self, metric: float, split: str, n: int, metric_name: str, binary: bool = True) -> str:
         """Record the evaluated split's quality and return the one line every report prints.
 
