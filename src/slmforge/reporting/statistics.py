@@ -83,14 +83,8 @@ def paired_bootstrap_difference(
 def mcnemar_p(a: Sequence[PredictionRow], b: Sequence[PredictionRow]) -> float:
     """Exact McNemar p-value for two classifiers on the same rows (``correct`` 1/0): a binomial test of the
     rows only one of them got right. 1.0 when they never disagree."""
-    from scipy.stats import binomtest
-
     sa, sb = paired_rows(a, b)
-    only_a = int(np.sum((sa >= 0.5) & (sb < 0.5)))
-    only_b = int(np.sum((sb >= 0.5) & (sa < 0.5)))
-    if only_a + only_b == 0:
-        return 1.0
-    return float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return _binomial_p(int(np.sum((sa >= 0.5) & (sb < 0.5))), int(np.sum((sb >= 0.5) & (sa < 0.5))))
 
 
 # ---- several seeds: the statistics the leaderboard shows --------------------------------------------------------
@@ -317,6 +311,7 @@ def paired_difference(
 
 
 def _binomial_p(only_a: int, only_b: int) -> float:
+    """McNemar's exact test from its discordant counts (1.0 when the two never disagree)."""
     from scipy.stats import binomtest
 
     if only_a + only_b == 0:
