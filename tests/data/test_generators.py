@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import re
 from collections import Counter
 from decimal import Decimal
@@ -28,7 +30,7 @@ def product_rows() -> list[dict]:
 
 
 def test_registry_names() -> None:
-    assert set(GENERATORS) == {"tickets", "invoices", "product_descriptions"}
+    assert set(GENERATORS) == {"tickets", "invoices", "product_descriptions", "entities"}
 
 
 @pytest.mark.parametrize("name", sorted(GENERATORS))
@@ -200,13 +202,59 @@ def test_invoice_schema(invoice_rows: list[dict]) -> None:
     }
     for r in invoice_rows:
         f = r["fields"]
-        assert set(f) == set(invoices.SCHEMA)
+        assert set(f) == {*invoices.SCHEMA, "items"}  # items: the nested gold of invoices.ITEMS_SCHEMA
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", f["date"])
         assert f["currency"] in ("USD", "EUR", "GBP")
         assert isinstance(f["total"], float) and round(f["total"], 2) == f["total"] and f["total"] > 0
         assert f["line_items"] and all(isinstance(s, str) for s in f["line_items"])
         assert 200 <= len(r["text"]) <= 900
     assert len(Counter(r["fields"]["currency"] for r in invoice_rows)) == 3
+
+
+def test_invoice_items_gold(invoice_rows: list[dict]) -> None:
+    for r in invoice_rows:
+        text, f = r["text"], r["fields"]
+        assert [it["description"] for it in f["items"]] == f["line_items"]
+        for it in f["items"]:
+            assert list(it) == ["description", "quantity", "unit_price", "amount"]
+            assert isinstance(it["quantity"], int) and it["quantity"] >= 1
+            for money in (it["unit_price"], it["amount"]):
+                assert isinstance(money, float) and round(money, 2) == money and money > 0
+                assert any(s in text for s in _money_renderings(money)), (money, text)
+            assert it["amount"] == pytest.approx(it["quantity"] * it["unit_price"], abs=0.005)
+        # The printed lines add up to the subtotal, so the amounts are the ones in the document.
+        assert sum(it["amount"] for it in f["items"]) <= f["total"] + 0.005
+
+
+def test_invoice_items_do_not_change_the_rest() -> None:
+    # Golden values from before the items field existed: the text and every other field are unchanged.
+    first = invoices.generate(2, seed=7)
+    assert first[0]["fields"] == {
+        "vendor": "Atelier Lumière SARL",
+        "date": "2024-03-19",
+        "invoice_number": "R190122",
+        "currency": "EUR",
+        "total": 110.56,
+        "line_items": ["Additional revision round"],
+        "items": [
+            {"description": "Additional revision round", "quantity": 1, "unit_price": 92.91, "amount": 92.91}
+        ],
+    }
+    assert first[1]["fields"]["line_items"] == [
+        "Business cards (500)",
+        "A2 poster print",
+        "Booklet binding",
+        "Flyers A5 (1000)",
+    ]
+    # Every id, text and pre-existing field of 200 records, hashed with the generator as it was before.
+    rows = invoices.generate(200, seed=7)
+    without_items = [
+        [r["id"], r["text"], {k: v for k, v in r["fields"].items() if k != "items"}] for r in rows
+    ]
+    blob = json.dumps(without_items, sort_keys=True, ensure_ascii=False).encode()
+    assert (
+        hashlib.sha256(blob).hexdigest() == "d7118d5bd613125ba40ba87cb53c056b1cbc6c74d26f14c1583c7b09b326b75b"
+    )
 
 
 def test_invoice_gold_values_appear_in_text(invoice_rows: list[dict]) -> None:

@@ -13,6 +13,7 @@ from slmforge.metrics.extraction import (
     SchemaAdherenceRate,
     field_counts,
     score_example,
+    scored_fields,
 )
 from slmforge.schema import FieldSpec, Normalization, Schema, parse_output
 
@@ -172,3 +173,89 @@ def test_field_with_nothing_to_extract_scores_one_and_empty_metric_is_nan() -> N
 def test_update_length_mismatch_raises() -> None:
     with pytest.raises(ValueError, match="2 outputs but 1 gold"):
         FieldExtractionMetrics(SCHEMA).update(RAW[:2], GOLD[:1])
+
+
+def _object(fields: dict) -> dict:
+    return {"type": "object", "fields": fields}
+
+
+# --- nested schemas -------------------------------------------------------------------------------
+
+METRIC_SCHEMA = Schema.from_config(
+    {
+        "vendor": "string",
+        "buyer": _object({"name": "string", "vat_id": {"type": "string", "required": False}}),
+        "line_items": {"type": "list", "items": _object({"description": "string", "quantity": "number"})},
+    }
+)
+M_GOLD = [
+    {"vendor": "Acme", "buyer": {"name": "Ann", "vat_id": "FR1"},
+     "line_items": [{"description": "Nut", "quantity": 2}, {"description": "Bolt", "quantity": 1}]},
+    {"vendor": "Globex", "buyer": {"name": "Bob"}, "line_items": [{"description": "Pen", "quantity": 3}]},
+    {"vendor": "Initech", "buyer": {"name": "Cy"}, "line_items": [{"description": "Ink", "quantity": 1}]},
+    {"vendor": "Umbrella", "buyer": {"name": "Dee"}, "line_items": [{"description": "Box", "quantity": 5}]},
+]  # fmt: skip
+M_RAW = [
+    # 1. all right after normalisation (case, 1.0 == 1, item order): vendor, buyer.name, buyer.vat_id tp,
+    #    line_items tp=2.
+    '{"vendor":"ACME","buyer":{"name":"ann","vat_id":"FR1"},'
+    '"line_items":[{"description":"bolt","quantity":1.0},{"description":"Nut","quantity":2}]}',
+    # 2. an unknown key inside buyer breaks adherence but not the sub-field scores: buyer.name tp,
+    #    buyer.vat_id fp (gold empty); line_items {Pen 4, Cap 1} vs {Pen 3}: items are compared whole,
+    #    so tp=0 fp=2 fn=1.
+    '{"vendor":"Globex","buyer":{"name":"Bob","vat_id":"X9","junk":1},'
+    '"line_items":[{"description":"Pen","quantity":4},{"description":"Cap","quantity":1}]}',
+    # 3. a quantity written as a string breaks the list: wrong whole (fp=1, fn=1); vat_id empty on both sides.
+    '{"vendor":"Initech","buyer":{"name":"Cy"},"line_items":[{"description":"Ink","quantity":"1"}]}',
+    # 4. buyer is not an object: buyer.name fn and wrong, buyer.vat_id wrong (its object is broken) with
+    #    nothing to count; line_items [] is valid but misses the gold item (fn=1).
+    '{"vendor":"Umbrella","buyer":"Dee","line_items":[]}',
+]
+# vendor tp=4 -> 1/1/1, exact 4/4; buyer.name tp=3 fn=1 -> P=1 R=3/4 F1=6/7, exact 3/4;
+# buyer.vat_id tp=1 fp=1 -> P=1/2 R=1 F1=2/3, exact 2/4 (1, 3); line_items tp=2 fp=3 fn=3 -> 2/5 each, exact 1/4.
+# Micro: tp=10 fp=4 fn=4 -> 10/14 each. Record exact 1/4, validity 4/4, adherence 1/4 (only 1 is valid).
+
+
+def test_metrics_score_sub_fields_and_whole_items() -> None:
+    assert [f.name for f in scored_fields(METRIC_SCHEMA)] == [
+        "vendor",
+        "buyer.name",
+        "buyer.vat_id",
+        "line_items",
+    ]
+    m = FieldExtractionMetrics(METRIC_SCHEMA)
+    m.update(M_RAW, M_GOLD)
+    out = m.compute()
+    expected_fields = {
+        "vendor": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "exact_match": 1.0},
+        "buyer.name": {"precision": 1.0, "recall": 0.75, "f1": 6 / 7, "exact_match": 0.75},
+        "buyer.vat_id": {"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "exact_match": 0.5},
+        "line_items": {"precision": 0.4, "recall": 0.4, "f1": 0.4, "exact_match": 0.25},
+    }
+    assert out["per_field"].keys() == expected_fields.keys()
+    for name, values in expected_fields.items():
+        assert out["per_field"][name] == pytest.approx(values), name
+    assert out["field_micro_precision"] == pytest.approx(10 / 14)
+    assert out["field_micro_recall"] == pytest.approx(10 / 14)
+    assert out["field_micro_f1"] == pytest.approx(10 / 14)
+    assert out["field_macro_f1"] == pytest.approx((1 + 6 / 7 + 2 / 3 + 0.4) / 4)
+    assert (out["json_validity"], out["schema_adherence"], out["record_exact_match"]) == (1.0, 0.25, 0.25)
+
+
+def test_field_counts_on_objects_and_lenient_types() -> None:
+    norm = Normalization()
+    buyer, items = METRIC_SCHEMA.field("buyer"), METRIC_SCHEMA.field("line_items")
+    p = [parse_output(r, METRIC_SCHEMA) for r in M_RAW]
+    # An object field given whole sums its sub-fields.
+    assert field_counts(p[1], M_GOLD[1], buyer, norm) == (1, 1, 0, False)
+    assert field_counts(p[0], M_GOLD[0], buyer, norm) == (2, 0, 0, True)
+    assert field_counts(p[1], M_GOLD[1], buyer.fields[0], norm, path=("buyer", "name")) == (1, 0, 0, True)
+    # Without strict types the quantity "1" reads as 1 and the item matches.
+    assert field_counts(p[2], M_GOLD[2], items, norm) == (0, 1, 1, False)
+    assert field_counts(p[2], M_GOLD[2], items, norm, strict_types=False) == (1, 0, 0, True)
+    assert score_example(p[3], M_GOLD[3], METRIC_SCHEMA) == {
+        "vendor": True,
+        "buyer.name": False,
+        "buyer.vat_id": False,
+        "line_items": False,
+    }

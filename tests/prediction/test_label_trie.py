@@ -57,7 +57,7 @@ class _Stepwise:
     def __init__(self, trie: LabelTrie) -> None:
         self.trie = trie
 
-    def session(self, vocab_size, device="cpu"):
+    def session(self, vocab_size, device="cpu", contexts=None):
         inner = self.trie.session(vocab_size, device)
         return type("Session", (), {"mask": staticmethod(inner.mask)})()
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
 from slmforge.data.generators import invoices
+from slmforge.metrics.extraction import scored_fields
 from slmforge.records import PredictionRow
+from slmforge.schema import parse_output
 from slmforge.tasks.base import TaskError
 from slmforge.tasks.extraction import ExtractionTask
 
 SMALL = {"name": {"type": "string"}, "total": {"type": "number"}}
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 class CharTokenizer:
@@ -156,3 +161,67 @@ def test_bad_config_raises_task_error() -> None:
         ExtractionTask(SMALL, normalization={"casefold": True})
     task = ExtractionTask(SMALL, normalization={"numbers": False})
     assert task.normalization.numbers is False
+
+
+# --- nested schemas -------------------------------------------------------------------------------
+
+
+NESTED = {
+    "vendor": {"type": "string"},
+    "buyer": {"type": "object", "fields": {"name": {"type": "string"}}},
+    "line_items": {
+        "type": "list",
+        "items": {
+            "type": "object",
+            "fields": {"description": {"type": "string"}, "quantity": {"type": "number"}},
+        },
+    },
+    "tags": {"type": "list", "required": False},
+}
+
+
+def test_setup_bounds_walk_nested_values() -> None:
+    task = ExtractionTask(NESTED)
+    long_description = "A much longer line description here"  # 35 characters, inside a list of objects
+    record = {"vendor": "Acme", "buyer": {"name": "Ann"}, "line_items": [], "tags": ["x", "y"]}
+    train = [
+        {"id": "a", "text": "t", "fields": record},
+        {"id": "b", "text": "t", "fields": {**record, "line_items": [{"description": long_description, "quantity": 1}] * 3}},
+    ]  # fmt: skip
+    task.setup(train, {})
+    assert (task.longest_string, task.longest_list) == (35, 3)
+    assert task.value_bounds() == {"max_string_chars": 70, "max_list_items": 6}
+
+
+def test_invoice_items_task_config_and_generated_gold() -> None:
+    cfg = yaml.safe_load((CONF / "task" / "invoice_items.yaml").read_text())
+    assert cfg["schema"] == invoices.ITEMS_SCHEMA
+    task = ExtractionTask(**{k: v for k, v in cfg.items() if k != "_target_"})
+    rows = invoices.generate(50, seed=3)
+    task.setup(rows[:40], {"test": rows[40:]})  # every gold record renders and fits the schema
+    target = task.target(rows[0])
+    assert parse_output(target, task.schema).schema_ok
+    assert json.loads(target)["items"] == rows[0]["fields"]["items"]
+    assert task.correct(target, rows[0]["fields"]) == 1.0
+    js = task.schema.to_json_schema()
+    item = js["properties"]["items"]["items"]
+    assert item["required"] == ["description", "quantity", "unit_price", "amount"]
+    assert all(item["properties"][k]["minimum"] == 0 for k in ("quantity", "unit_price", "amount"))
+
+
+def test_invoice_items_experiment_composes() -> None:
+    import hydra
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=["experiment=invoice_items"])
+    finally:
+        GlobalHydra.instance().clear()
+    assert cfg.data.name == "invoices"
+    task = hydra.utils.instantiate(cfg.task, _convert_="all")
+    # Hydra merges dicts: the flat invoice fields must not leak into this schema.
+    assert task.schema.names == ["vendor", "date", "currency", "total", "items"]
+    assert [f.name for f in scored_fields(task.schema)] == task.schema.names

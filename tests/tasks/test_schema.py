@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 
 from slmforge.schema import (
+    CALENDAR_DATE_PATTERN,
     FieldSpec,
     Normalization,
     ParsedOutput,
@@ -88,7 +89,8 @@ def test_to_json_schema_shape(schema: Schema) -> None:
     assert list(props) == schema.names
     assert props["vendor"] == {"type": "string"}
     assert props["total"] == {"type": "number"}
-    assert props["date"] == {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+    # Calendar-exact, so a JSON Schema validator (and constrained decoding) rejects 2024-02-30 too.
+    assert props["date"] == {"type": "string", "pattern": CALENDAR_DATE_PATTERN}
     assert props["currency"] == {"type": "string", "enum": ["USD", "EUR", "GBP"]}
     # Optional fields may also be null.
     assert props["items"] == {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]}

@@ -12,16 +12,28 @@ pred non-empty, gold empty                     fp
 pred non-empty and equal to gold               tp
 pred non-empty and wrong                       fp + fn (one wrong value, one missed value)
 list fields (multisets ``P``, ``G``)           tp = abs(P & G), fp = abs(P - G), fn = abs(G - P)
+list of objects (multisets of whole items)     as lists: two items are equal when all their
+                                               sub-fields are (each normalised by its spec)
+object fields                                  each sub-field scored as a field of its own,
+                                               named by its path (``buyer.name``, recursively)
 =============================================  ==========================================
 
 Malformed outputs never raise and count as wrong for the fields they affect: with no JSON object every
 field's prediction is empty; a value of the wrong type (strict, as :func:`parse_output` checks: a number
 field holding ``"12.50"``, a date not written YYYY-MM-DD, a value outside the enum) is a non-empty wrong
-value. Extra keys do not touch field scores (they are caught by schema adherence).
+value. Extra keys in the record or in an object field do not touch field scores (they are caught by schema
+adherence). A sub-field of an object breaks the schema when its own value does, or when an enclosing object
+does (missing, null or not an object); a list breaks it when any item does (an item of the wrong type, or an
+item object with a bad, missing or unknown key: the item is not a valid item), and then counts as wrong
+whole, like a list of strings holding a number.
+
+"Fields" here are the scored fields (:func:`scored_fields`): the schema's fields with every object replaced
+by its sub-fields, so ``per_field`` is keyed by dotted names (``buyer.name``) for nested schemas and by the
+field names, as before, for flat ones.
 
 Per-field exact match is 1 when the field is correct: normalised equality (lists as multisets), and
 False for every field of an output without a JSON object, and for a field that breaks the schema (even
-when the gold is empty). Record exact match needs every schema field correct.
+when the gold is empty). Record exact match needs every scored field correct.
 
 P/R/F1 use ``tp/(tp+fp)``, ``tp/(tp+fn)``, ``2tp/(2tp+fp+fn)``, 0 for a zero denominator, except that
 a field with nothing to extract and nothing extracted (tp = fp = fn = 0) scores 1.0: there was nothing to
@@ -35,6 +47,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,8 +67,10 @@ __all__ = [
     "FieldExtractionMetrics",
     "JSONValidityRate",
     "SchemaAdherenceRate",
+    "ScoredField",
     "field_counts",
     "score_example",
+    "scored_fields",
 ]
 
 
@@ -73,11 +88,51 @@ def _as_parsed(outputs: Sequence[ParsedOutput | str], schema: Schema | None) -> 
     return parsed
 
 
-def _pred_value(parsed: ParsedOutput, name: str) -> tuple[Any, bool]:
+@dataclass(frozen=True)
+class ScoredField:
+    """One scored field: ``name`` is its dotted path (``buyer.name``), ``path`` the keys that lead to it."""
+
+    name: str
+    path: tuple[str, ...]
+    spec: FieldSpec
+
+
+def _leaves(spec: FieldSpec, path: tuple[str, ...]) -> list[ScoredField]:
+    if spec.type == "object":
+        return [leaf for sub in spec.fields or [] for leaf in _leaves(sub, (*path, sub.name))]
+    return [ScoredField(".".join(path), path, spec)]
+
+
+def scored_fields(schema: Schema) -> list[ScoredField]:
+    """The fields metrics score, in schema order: objects are replaced by their sub-fields (recursively),
+    lists (of anything) and scalars are scored whole. For a flat schema: its fields."""
+    return [leaf for f in schema.fields for leaf in _leaves(f, (f.name,))]
+
+
+def _get(obj: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` (None when a key is missing or an enclosing value is not an object)."""
+    for key in path:
+        if not isinstance(obj, Mapping):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _touches(loc: tuple[str | int, ...], path: tuple[str, ...]) -> bool:
+    # An error inside the field, or on an object that encloses it; an unknown key beside it is neither.
+    n = min(len(loc), len(path))
+    return tuple(loc[:n]) == path[:n]
+
+
+def _pred_value(parsed: ParsedOutput, path: tuple[str, ...]) -> tuple[Any, bool]:
     """(value, schema_ok_for_this_field); value None when there is no object or no such key."""
     if not parsed.is_object or parsed.parsed is None:
         return None, False
-    return parsed.parsed.get(name), bool(parsed.field_ok.get(name, False))
+    value = _get(parsed.parsed, path)
+    top_ok = bool(parsed.field_ok.get(path[0], False))
+    if top_ok or len(path) == 1 or not parsed.error_locs:
+        return value, top_ok
+    return value, not any(_touches(loc, path) for loc in parsed.error_locs)
 
 
 def field_counts(
@@ -87,15 +142,28 @@ def field_counts(
     norm: Normalization,
     *,
     strict_types: bool = True,
+    path: Sequence[str] | None = None,
 ) -> tuple[int, int, int, bool]:
     """(tp, fp, fn, correct) for one field of one example; see the module docstring for the rules.
 
+    ``path`` locates the field in the record (default: the top-level field ``spec.name``); an object field
+    sums the counts of its sub-fields and is correct when all of them are.
     With ``strict_types=False`` a value of the wrong type is normalised and compared like any other
     (useful to see how much of a prompted model's loss is formatting rather than content).
     """
-    value, type_ok = _pred_value(parsed, spec.name)
+    where = tuple(path) if path else (spec.name,)
+    if spec.type == "object":
+        tp = fp = fn = 0
+        all_ok = True
+        for leaf in _leaves(spec, where):
+            a, b, c, ok = field_counts(
+                parsed, gold, leaf.spec, norm, strict_types=strict_types, path=leaf.path
+            )
+            tp, fp, fn, all_ok = tp + a, fp + b, fn + c, all_ok and ok
+        return tp, fp, fn, all_ok
+    value, type_ok = _pred_value(parsed, where)
     has_object = parsed.is_object and parsed.parsed is not None
-    gold_n = normalize_value(gold.get(spec.name) if gold is not None else None, spec, norm)
+    gold_n = normalize_value(_get(gold, where) if gold is not None else None, spec, norm)
     # A schema violation (wrong type, bad date, value outside the enum, null for a required field) is
     # wrong under strict typing whatever the gold says.
     violation = has_object and not type_ok and strict_types
@@ -128,13 +196,17 @@ def score_example(
     *,
     strict_types: bool = True,
 ) -> dict[str, bool]:
-    """Per-field correctness of one prediction (for ``predictions.jsonl``'s ``details``).
+    """Per-field correctness of one prediction (for ``predictions.jsonl``'s ``details``), keyed by the
+    scored fields' names (dotted for the sub-fields of objects, see :func:`scored_fields`).
 
     ``correct`` for the row can be taken as the mean of the values (a fraction of fields right).
     """
     norm = norm or Normalization()
     p = parsed if isinstance(parsed, ParsedOutput) else parse_output(parsed, schema)
-    return {f.name: field_counts(p, gold, f, norm, strict_types=strict_types)[3] for f in schema.fields}
+    return {
+        f.name: field_counts(p, gold, f.spec, norm, strict_types=strict_types, path=f.path)[3]
+        for f in scored_fields(schema)
+    }
 
 
 def _ratio(num: float, den: float) -> float:
@@ -226,7 +298,8 @@ class FieldExtractionMetrics(torchmetrics.Metric):
         self.schema = schema
         self.normalization = normalization or Normalization()
         self.strict_types = strict_types
-        k = len(schema.fields)
+        self.scored = scored_fields(schema)
+        k = len(self.scored)
         for name in ("tp", "fp", "fn", "exact"):
             self.add_state(name, torch.zeros(k, dtype=torch.long), dist_reduce_fx="sum")
         for name in ("n", "n_valid_json", "n_schema_ok", "n_record_exact"):
@@ -236,14 +309,14 @@ class FieldExtractionMetrics(torchmetrics.Metric):
         outputs = _as_parsed(parsed, self.schema)
         if len(outputs) != len(gold):
             raise ValueError(f"{len(outputs)} outputs but {len(gold)} gold records")
-        k = len(self.schema.fields)
+        k = len(self.scored)
         counts = torch.zeros(4, k, dtype=torch.long)
         n_exact = 0
         for out, g in zip(outputs, gold, strict=True):
             all_ok = True
-            for j, spec in enumerate(self.schema.fields):
+            for j, f in enumerate(self.scored):
                 tp, fp, fn, ok = field_counts(
-                    out, g or {}, spec, self.normalization, strict_types=self.strict_types
+                    out, g or {}, f.spec, self.normalization, strict_types=self.strict_types, path=f.path
                 )
                 counts[0, j] += tp
                 counts[1, j] += fp
@@ -270,12 +343,11 @@ class FieldExtractionMetrics(torchmetrics.Metric):
             keys += [f"field_{a}_{m}" for a in ("micro", "macro") for m in ("precision", "recall", "f1")]
             out: dict[str, Any] = {"n": 0, **dict.fromkeys(keys, nan)}
             out["per_field"] = {
-                f.name: {"precision": nan, "recall": nan, "f1": nan, "exact_match": nan}
-                for f in self.schema.fields
+                f.name: {"precision": nan, "recall": nan, "f1": nan, "exact_match": nan} for f in self.scored
             }
             return out
         per_field: dict[str, dict[str, float]] = {}
-        for j, f in enumerate(self.schema.fields):
+        for j, f in enumerate(self.scored):
             p, r, f1 = _prf(tp[j], fp[j], fn[j])
             per_field[f.name] = {"precision": p, "recall": r, "f1": f1, "exact_match": exact[j] / n}
         micro_p, micro_r, micro_f1 = _prf(sum(tp), sum(fp), sum(fn))

@@ -32,7 +32,7 @@ import torch
 
 from slmforge.modeling.internals import CACHE_KWARG, decoder_and_head, returned_cache, sliding_window
 from slmforge.prediction.base import Prediction, eval_mode, length_sorted_batches
-from slmforge.prediction.constrained import JsonConstraint
+from slmforge.prediction.constrained import GrammarConstraint
 from slmforge.prediction.prefix_cache import SharedPrefix
 from slmforge.prompting import prompt_token_ids
 from slmforge.schema.scanner import JsonEndScanner
@@ -71,16 +71,17 @@ class GenerationPredictor:
 
     max_new_tokens: None -> the task's bound (``task.set_length_bound``) or 256; constrained, the
         worst-case length of a valid output (a cap: a model that knows the format stops far earlier).
-    constrained: decode with the task's schema enforced (extraction only; see
-        :mod:`slmforge.prediction.constrained`); ``constraint_options`` are passed to
-        :meth:`JsonConstraint.for_schema` (``max_string_chars``, ``max_list_items``, ...); by default the
-        string and list bounds come from the training data (``ExtractionTask.value_bounds``).
+    constrained: decode with the task's output grammar enforced (``PredictionProtocol.output_grammar``: an
+        extraction schema, a generation task's text constraints, spans copied from the input; see
+        :mod:`slmforge.prediction.constrained`); ``constraint_options`` go to the task's grammar
+        (``max_string_chars``, ``max_list_items``, ...); by default an extraction's string and list bounds
+        come from the training data (``ExtractionTask.value_bounds``).
     stop_at_json_end: for JSON tasks, stop right after the first complete object.
     shots: fixed few-shot examples, or a callable giving each example its own (``SimilarShots``).
     batch_size=1 decodes each example alone (what an online request sees).
-    constraint: any object with ``session(vocab_size, device)`` whose session's ``mask(generated)`` gives
-        the allowed next tokens per row (e.g. :class:`slmforge.prediction.label_trie.LabelTrie`);
-        overrides ``constrained``.
+    constraint: any object with ``session(vocab_size, device, contexts)`` whose session's
+        ``mask(generated, rows)`` gives the allowed next tokens per row (e.g.
+        :class:`slmforge.prediction.label_trie.LabelTrie`); overrides ``constrained``.
     prefix_cache: encode the prompt prefix all examples share once and reuse its key/value cache
         (:mod:`slmforge.prediction.prefix_cache`); same outputs, much less prompt compute.
     """
@@ -119,15 +120,16 @@ class GenerationPredictor:
         self.prefix = SharedPrefix(model, enabled=prefix_cache)
         if constrained and constraint is None:
             protocol = task.protocol()
-            schema = protocol.schema
-            if schema is None:
+            output_grammar = protocol.output_grammar
+            if output_grammar is None:
                 raise ValueError(
-                    f"constrained decoding needs a task with an extraction schema; task '{task.name}' has none "
-                    f"(set constrained=false)"
+                    f"constrained decoding needs a task with an output grammar (an extraction schema, or "
+                    f"constraints a grammar can express); task '{task.name}' has none (set eval.constrained=false)"
                 )
-            # Bounds learned from the training data (task.setup), overridable by constraint_options.
-            options = {**protocol.value_bounds, **(constraint_options or {})}
-            self.constraint = JsonConstraint.for_schema(tokenizer, schema, **options)
+            options = dict(constraint_options or {})
+            self.constraint = GrammarConstraint(
+                tokenizer, lambda example: output_grammar(example, options), per_row=protocol.grammar_per_row
+            )
 
     @property
     def max_new_tokens(self) -> int:
@@ -135,8 +137,8 @@ class GenerationPredictor:
         else the task's bound (read at predict time: it is usually set after the predictor is built)."""
         if self._max_new_tokens:
             return self._max_new_tokens
-        if self.constraint is not None and getattr(self.constraint, "max_chars", None) is not None:
-            return self.constraint.max_chars + 1  # + EOS
+        if self.constraint is not None and getattr(self.constraint, "max_tokens", None) is not None:
+            return self.constraint.max_tokens + 1  # + EOS
         return self.task.protocol().max_new_tokens or DEFAULT_MAX_NEW_TOKENS
 
     @property
@@ -190,8 +192,14 @@ class GenerationPredictor:
         return logits.float(), returned_cache(out)
 
     @torch.no_grad()
-    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int | None = None) -> list[Generated]:
-        """Greedy-decode a batch of prompt token ids; one :class:`Generated` per prompt, in order."""
+    def generate_batch(
+        self,
+        prompts: list[list[int]],
+        max_new_tokens: int | None = None,
+        contexts: Sequence[dict[str, Any]] | None = None,
+    ) -> list[Generated]:
+        """Greedy-decode a batch of prompt token ids; one :class:`Generated` per prompt, in order.
+        ``contexts``: the prompts' examples (per-row constraints such as spans copied from the input)."""
         max_new = max_new_tokens or self.max_new_tokens
         device = next(self.model.parameters()).device
         shared = self.prefix.for_prompts(prompts)
@@ -216,12 +224,23 @@ class GenerationPredictor:
         scanners = [JsonEndScanner() if self.json_stop else None for _ in range(n)]
         live = list(range(n))  # the row each position of the running batch decodes
         logits, cache = self._forward(ids, mask, pos, self.prefix.cache(n) if shared else None)
-        session = self.constraint.session(logits.shape[-1], device) if self.constraint is not None else None
+        session = (
+            self.constraint.session(logits.shape[-1], device, contexts)
+            if self.constraint is not None
+            else None
+        )
+        row_bound = (
+            getattr(session, "max_tokens", None) if getattr(self.constraint, "per_row", False) else None
+        )
+        if row_bound is not None and not (max_new_tokens or self._max_new_tokens):
+            max_new = max(
+                max_new, row_bound + 1
+            )  # per-row grammars: the batch's worst case completes (+ EOS)
         forced_tail = getattr(session, "forced", None)
         for step in range(max_new):
             logp = logits.log_softmax(-1)
             if session is not None:
-                allowed = session.mask([results[r].token_ids for r in live])
+                allowed = session.mask([results[r].token_ids for r in live], live)
                 used_logp = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)
             else:
                 used_logp = logp
@@ -345,7 +364,9 @@ class GenerationPredictor:
         results: list[Prediction | None] = [None] * len(examples)
         with eval_mode(self.model):
             for idx, t0 in length_sorted_batches([len(p) for p in prompts], self.batch_size):
-                generated = self.generate_batch([prompts[i] for i in idx])
+                generated = self.generate_batch(
+                    [prompts[i] for i in idx], contexts=[examples[i] for i in idx]
+                )
                 elapsed_ms = (time.perf_counter() - t0) * 1000 / len(idx)
                 for res, i in zip(generated, idx, strict=True):
                     results[i] = self.to_prediction(res, len(prompts[i]), elapsed_ms)

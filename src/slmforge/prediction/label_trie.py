@@ -70,7 +70,9 @@ class LabelTrie:
                 self.forced[node] = list(token_ids[below[0]])[len(node) :]
         self.n_nodes = sum(len(k) for k in self.children.values())
 
-    def session(self, vocab_size: int, device: torch.device | str = "cpu") -> LabelTrie._Session:
+    def session(
+        self, vocab_size: int, device: torch.device | str = "cpu", contexts: Any = None
+    ) -> LabelTrie._Session:
         return LabelTrie._Session(self, vocab_size, device)
 
     def describe(self) -> dict[str, Any]:
@@ -85,7 +87,7 @@ class LabelTrie:
             when a choice remains): the generation loop scores them in one pass instead of one step each."""
             return self.trie.forced.get(tuple(generated), [])
 
-        def mask(self, generated: Sequence[Sequence[int] | None]) -> torch.Tensor:
+        def mask(self, generated: Sequence[Sequence[int] | None], rows: Any = None) -> torch.Tensor:
             """``[rows, vocab]`` bool: the children of the node each row's tokens reached (None: all)."""
             return allowed_mask(
                 generated, self.vocab_size, self.device, lambda ids: self.trie.children[tuple(ids)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,15 +57,31 @@ def normalize_value(value: Any, spec: FieldSpec, norm: Normalization) -> Any:
     """Map ``value`` of field ``spec`` to a comparable form; accepts any type (gold data is messy).
 
     Empty values (None, blank strings) become None; list fields become a sorted list of normalised,
-    non-empty strings (possibly empty), to be compared as multisets. A number or date that cannot be
+    non-empty items (possibly empty), to be compared as multisets. A number or date that cannot be
     read is kept as a normalised string, so it still equals an identical spelling.
+
+    Objects become ``{sub-field: normalised value}`` in schema order (None when every sub-field is empty,
+    or the normalised text of a value that is not an object). An item of a list of objects is that dict
+    frozen into a hashable tuple of ``(name, value)`` pairs (nested lists as sorted tuples), so two items
+    are equal exactly when all their sub-fields are, and a list of them compares as a multiset.
     """
     if spec.type == "list":
         if value is None:
             return []
         items = value if isinstance(value, list | tuple) else [value]
-        out = [_normalize_text(str(v), norm) for v in items if not _is_empty(v)]
-        return sorted(v for v in out if v)
+        item = spec.item_spec
+        if item.type == "string":
+            out = [_normalize_text(str(v), norm) for v in items if not _is_empty(v)]
+            return sorted(v for v in out if v)
+        normalised = (normalize_value(v, item, norm) for v in items if not _is_blank(v))
+        return _sorted([_freeze(v) for v in normalised if v is not None])
+    if spec.type == "object":
+        if _is_blank(value):
+            return None
+        if not isinstance(value, Mapping):
+            return _normalize_text(str(value), norm) or None
+        sub = {f.name: normalize_value(value.get(f.name), f, norm) for f in spec.fields or []}
+        return sub if any(v not in (None, []) for v in sub.values()) else None
     if _is_empty(value):
         return None
     if spec.type == "number" and norm.numbers:
@@ -83,6 +100,27 @@ def normalize_value(value: Any, spec: FieldSpec, norm: Normalization) -> Any:
             return d.isoformat()
     s = _normalize_text(value if isinstance(value, str) else str(value), norm)
     return s or None
+
+
+def _is_blank(value: Any) -> bool:
+    return _is_empty(value) or (isinstance(value, Mapping) and not value)
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable form of a normalised value: dicts -> tuples of (key, value) pairs, lists -> tuples."""
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _sorted(values: list[Any]) -> list[Any]:
+    """Sorted when the values are comparable (one type), else by type and spelling: any fixed order will do."""
+    try:
+        return sorted(values)
+    except TypeError:
+        return sorted(values, key=lambda v: (type(v).__name__, repr(v)))
 
 
 # Numbers ------------------------------------------------------------------------------------------

@@ -51,7 +51,10 @@ class PredictionProtocol:
     labels: the label set (classification); schema: the extraction schema (constrained decoding);
     max_new_tokens: the task's output length bound (None: the predictor's default); value_bounds: per-field
     length bounds learned from training data (constrained decoding); max_prompt_tokens: the prompt budget
-    (``task.max_length`` minus the longest answer), the same cut training rows get.
+    (``task.max_length`` minus the longest answer), the same cut training rows get. output_grammar(example,
+    options) -> :class:`~slmforge.schema.grammar.OutputGrammar`: what constrained decoding allows (None: the
+    task has no grammar); ``example`` is None unless ``grammar_per_row`` (e.g. spans copied from the input);
+    ``options`` are the user's ``eval.constraint`` settings (bounds).
     """
 
     name: str
@@ -64,6 +67,8 @@ class PredictionProtocol:
     max_new_tokens: int | None = None
     value_bounds: dict[str, int] = field(default_factory=dict)
     max_prompt_tokens: int = 512
+    output_grammar: Callable[[dict[str, Any] | None, Mapping[str, Any]], Any] | None = None
+    grammar_per_row: bool = False
 
 
 class Task(ABC):

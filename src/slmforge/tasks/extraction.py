@@ -3,7 +3,7 @@
 The schema (see :mod:`slmforge.schema.spec`) is the single source of truth: it is described in the prompt,
 renders gold records as the one canonical training target (compact JSON, schema key order, typed values),
 checks model output (:func:`~slmforge.schema.spec.parse_output`, never raising) and drives constrained
-decoding (:mod:`slmforge.prediction.constrained`). Metrics are field-level precision/recall/F1 after
+decoding (:meth:`ExtractionTask.output_grammar`). Metrics are field-level precision/recall/F1 after
 normalisation, JSON validity, schema adherence and record exact match
 (:class:`~slmforge.metrics.extraction.FieldExtractionMetrics`); the per-example ``correct`` is the
 fraction of schema fields the prediction got right.
@@ -29,6 +29,7 @@ from typing import Any
 from slmforge.metrics.extraction import FieldExtractionMetrics, score_example
 from slmforge.records import PredictionRow
 from slmforge.schema import Normalization, ParsedOutput, Schema, canonical_json, parse_output
+from slmforge.schema.grammar import OutputGrammar, schema_grammar
 from slmforge.tasks.base import PredictionProtocol, Task, TaskError, options_from_config
 from slmforge.tasks.generation import target_length_bound
 
@@ -73,12 +74,14 @@ class ExtractionTask(Task):
         # Longest string value and list seen in training (set by setup); bound constrained decoding.
         self.longest_string: int | None = None
         self.longest_list: int | None = None
+        self._grammars: dict[tuple[tuple[str, Any], ...], OutputGrammar] = {}
 
     # ------------------------------------------------------------------ data
 
     def setup(self, train: Sequence[dict[str, Any]], others: dict[str, Sequence[dict[str, Any]]]) -> None:
         """Check that every gold record renders as a target that fits the schema, naming the first bad row,
-        and record the longest string value and list in the training split (see :meth:`value_bounds`)."""
+        and record the longest string value and list in the training split, nested values included (see
+        :meth:`value_bounds`)."""
         longest_string, longest_list = 0, 0
         for split, rows in {"train": train, **others}.items():
             for i, ex in enumerate(rows):
@@ -99,11 +102,17 @@ class ExtractionTask(Task):
                         f"the field `required: false`, or change its type in task.schema"
                     ) from None
                 if split == "train":
-                    for value in target.values():
+                    # Every string and list at any depth (sub-fields of objects, items of lists of objects).
+                    stack: list[Any] = list(target.values())
+                    while stack:
+                        value = stack.pop()
                         if isinstance(value, list):
                             longest_list = max(longest_list, len(value))
-                        items = value if isinstance(value, list) else [value]
-                        longest_string = max([longest_string, *(len(v) for v in items if isinstance(v, str))])
+                            stack.extend(value)
+                        elif isinstance(value, dict):
+                            stack.extend(value.values())
+                        elif isinstance(value, str):
+                            longest_string = max(longest_string, len(value))
         if train:
             self.longest_string, self.longest_list = longest_string, longest_list
 
@@ -119,7 +128,22 @@ class ExtractionTask(Task):
             schema=self.schema,
             max_new_tokens=self.max_new_tokens,
             value_bounds=self.value_bounds(),
+            output_grammar=self.output_grammar,
         )
+
+    def output_grammar(self, example: Mapping[str, Any] | None, options: Mapping[str, Any]) -> OutputGrammar:
+        """The constrained-decoding grammar: the schema's JSON Schema with the bounds learned in
+        :meth:`setup` (``options`` override them; see :func:`~slmforge.schema.grammar.schema_grammar`).
+        The same for every row, built once per set of bounds."""
+        bounds = {**self.value_bounds(), **dict(options)}
+        key = tuple(sorted(bounds.items()))
+        cached = self._grammars.get(key)
+        if cached is None:
+            try:
+                cached = self._grammars[key] = schema_grammar(self.schema, **bounds)
+            except TypeError as e:
+                raise TaskError(f"constraint options {sorted(options)}: {e}") from None
+        return cached
 
     def value_bounds(self) -> dict[str, int]:
         """Bounds for constrained decoding (:func:`~slmforge.prediction.constrained.constrained_json_schema`):

@@ -7,7 +7,11 @@ currency codes and the total as a float rounded to 2 dp. Money is computed with 
 so the printed subtotal + tax always equals the printed total exactly.
 
 Each record: ``{"id", "text", "fields": {"vendor", "date", "invoice_number", "currency", "total",
-"line_items"}}``; :data:`SCHEMA` describes the fields for validators and constrained decoding.
+"line_items", "items"}}``. :data:`SCHEMA` is the flat extraction schema (``line_items``: the descriptions);
+:data:`ITEMS_SCHEMA` is a nested one whose ``items`` are the printed lines as objects
+(``{"description", "quantity", "unit_price", "amount"}``, money as floats rounded to 2 dp), the schema of
+``conf/task/invoice_items.yaml``. ``items`` was added after ``SCHEMA``'s fields: the text and every other
+field are unchanged for a given seed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,26 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "currency": {"type": "enum", "values": ["USD", "EUR", "GBP"], "required": True},
     "total": {"type": "number", "required": True},
     "line_items": {"type": "list", "required": False},
+}
+# Nested extraction: the header fields and every printed line as an object (conf/task/invoice_items.yaml).
+ITEMS_SCHEMA: dict[str, dict[str, Any]] = {
+    "vendor": {"type": "string", "required": True},
+    "date": {"type": "date", "required": True},
+    "currency": {"type": "enum", "values": ["USD", "EUR", "GBP"], "required": True},
+    "total": {"type": "number", "required": True, "minimum": 0},
+    "items": {
+        "type": "list",
+        "required": True,
+        "items": {
+            "type": "object",
+            "fields": {
+                "description": {"type": "string", "required": True},
+                "quantity": {"type": "number", "required": True, "minimum": 0},
+                "unit_price": {"type": "number", "required": True, "minimum": 0},
+                "amount": {"type": "number", "required": True, "minimum": 0},
+            },
+        },
+    },
 }
 CURRENCIES: list[str] = ["USD", "EUR", "GBP"]
 
@@ -421,6 +445,16 @@ def generate(n: int, seed: int) -> list[dict[str, Any]]:
             "currency": inv.currency,
             "total": round(float(inv.total), 2),
             "line_items": [desc for desc, _, _ in inv.items],
+            # Computed from the invoice after the text: no extra draws, so nothing else changes for a seed.
+            "items": [
+                {
+                    "description": desc,
+                    "quantity": qty,
+                    "unit_price": round(float(price), 2),
+                    "amount": round(float(qty * price), 2),
+                }
+                for desc, qty, price in inv.items
+            ],
         }
         out.append({"id": f"invoices-{seed}-{i}", "text": text, "fields": fields})
     return out

@@ -6,12 +6,13 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from slmforge.data.generators import invoices, product_descriptions, tickets
+from slmforge.data.generators import entities, invoices, product_descriptions, tickets
 
 GENERATORS: dict[str, Callable[[int, int], list[dict[str, Any]]]] = {
     "tickets": tickets.generate,
     "invoices": invoices.generate,
     "product_descriptions": product_descriptions.generate,
+    "entities": entities.generate,
 }
 
 # Evaluation splits are filled first so they never change when only the train size changes
