@@ -62,3 +62,19 @@ def test_trie_and_raw_scoring_report_raw(lm) -> None:
 def test_unknown_scoring_names_the_key_and_the_options(lm) -> None:
     with pytest.raises(ConfigError, match=r"eval\.scoring='norm'.*calibrated"):
         build_predictor(lm, _task(3), batch_size=4, scoring="norm")
+
+
+def test_constraint_options_reach_the_grammar(lm) -> None:
+    """eval.constraint bounds the extraction grammar; an unknown option names itself."""
+    from slmforge.data.generators import invoices
+    from slmforge.errors import TaskError
+    from slmforge.tasks.extraction import ExtractionTask
+
+    task = ExtractionTask(invoices.SCHEMA)
+    task.setup(invoices.generate(8, seed=0), {})
+    default = build_predictor(lm, task, batch_size=4, constrained=True)
+    tight = build_predictor(lm, task, batch_size=4, constrained=True, constraint_options={"max_string_chars": 7})
+    assert default.describe()["constraint"]["max_string_chars"] == task.value_bounds()["max_string_chars"]
+    assert tight.describe()["constraint"]["max_string_chars"] == 7
+    with pytest.raises(TaskError, match="max_strings"):
+        build_predictor(lm, task, batch_size=4, constrained=True, constraint_options={"max_strings": 7})

@@ -16,6 +16,7 @@ calibrated one), so it can only find the raw argmax. The predictor's ``describe(
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from slmforge.errors import ConfigError
@@ -43,8 +44,10 @@ def build_predictor(
     constrained: bool = False,
     label_decoding: str = "auto",
     scoring: str = "raw",
+    constraint_options: Mapping[str, Any] | None = None,
 ) -> Predictor:
-    """The local predictor for ``task``'s declared decoding (see the module docstring)."""
+    """The local predictor for ``task``'s declared decoding (see the module docstring).
+    ``constraint_options``: bounds for the task's output grammar (``eval.constraint``), with ``constrained``."""
     from slmforge.prediction.label_scoring import check_scoring
 
     check_scoring(scoring)
@@ -88,5 +91,11 @@ def build_predictor(
     from slmforge.prediction.generation import GenerationPredictor
 
     return GenerationPredictor(
-        lm.model, lm.tokenizer, task, batch_size=batch_size, shots=shots, constrained=constrained
+        lm.model,
+        lm.tokenizer,
+        task,
+        batch_size=batch_size,
+        shots=shots,
+        constrained=constrained,
+        constraint_options=dict(constraint_options or {}),
     )
