@@ -386,3 +386,265 @@ def test_real_smollm2_answers_parse_to_labels() -> None:
     assert [p.pred for p in preds] == ["positive", "positive"]
     assert all(p.details["match"] in {"exact", "normalised", "mentioned"} for p in preds)
     assert all(0 < p.confidence < 1 and p.completion_tokens == 4 for p in preds)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Structured outputs: response_format for JSON tasks
+
+NESTED = {
+    "vendor": {"type": "string"},
+    "total": {"type": "number", "minimum": 0},
+    "date": {"type": "date", "required": False},
+    "currency": {"type": "enum", "values": ["USD", "EUR"]},
+    "tags": {"type": "list", "required": False},
+    "buyer": {
+        "type": "object",
+        "fields": {"name": {"type": "string"}, "vat_id": {"type": "string", "required": False}},
+    },
+    "lines": {
+        "type": "list",
+        "items": {
+            "type": "object",
+            "fields": {"sku": {"type": "string"}, "qty": {"type": "number", "minimum": 1}},
+        },
+    },
+}
+DOCS = [
+    {"id": "a", "text": "ACME Corp invoice, total 12.50 USD, buyer Bob.", "fields": {}},
+    {"id": "b", "text": "Globex: 3 x widget, 99 EUR, for Alice (VAT DE123).", "fields": {}},
+]
+
+
+def test_strict_json_schema_of_a_nested_schema() -> None:
+    from slmforge.prediction.api import strict_json_schema
+    from slmforge.schema.spec import CALENDAR_DATE_PATTERN, Schema
+
+    js = Schema.from_config(NESTED).to_json_schema()
+    assert strict_json_schema(js) == {
+        "type": "object",
+        "properties": {
+            "vendor": {"type": "string"},
+            "total": {"type": "number", "minimum": 0},
+            "date": {"anyOf": [{"type": "string", "pattern": CALENDAR_DATE_PATTERN}, {"type": "null"}]},
+            "currency": {"type": "string", "enum": ["USD", "EUR"]},
+            "tags": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
+            "buyer": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "vat_id": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                },
+                "required": ["name", "vat_id"],
+                "additionalProperties": False,
+            },
+            "lines": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"sku": {"type": "string"}, "qty": {"type": "number", "minimum": 1}},
+                    "required": ["sku", "qty"],
+                    "additionalProperties": False,
+                },
+            },
+        },
+        "required": ["vendor", "total", "date", "currency", "tags", "buyer", "lines"],
+        "additionalProperties": False,
+    }
+    assert js == Schema.from_config(NESTED).to_json_schema()  # the input is not modified
+
+
+def test_strict_json_schema_makes_optional_properties_nullable_and_drops_what_strict_mode_rejects() -> None:
+    from slmforge.prediction.api import strict_json_schema
+
+    hand_written = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 40, "description": "who"},
+            "when": {"type": "string", "format": "date"},
+            "code": {"type": "string", "format": "iso-4217"},
+            "labels": {"type": "array", "items": {"type": "string"}, "uniqueItems": True, "maxItems": 3},
+            "extra": {
+                "type": "object",
+                "properties": {"k": {"anyOf": [{"type": "string"}, {"type": "number"}]}},
+            },
+        },
+        "required": ["name"],
+        "default": {},
+    }
+    assert strict_json_schema(hand_written) == {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "who"},
+            "when": {"anyOf": [{"type": "string", "format": "date"}, {"type": "null"}]},
+            "code": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+            "labels": {
+                "anyOf": [{"type": "array", "items": {"type": "string"}, "maxItems": 3}, {"type": "null"}]
+            },
+            "extra": {
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "properties": {
+                            "k": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]}
+                        },
+                        "required": ["k"],
+                        "additionalProperties": False,
+                    },
+                    {"type": "null"},
+                ]
+            },
+        },
+        "required": ["name", "when", "code", "labels", "extra"],
+        "additionalProperties": False,
+    }
+    with pytest.raises(ValueError, match="object at the root"):
+        strict_json_schema({"type": "array", "items": {"type": "string"}})
+
+
+@pytest.fixture
+def extraction():
+    from slmforge.tasks.extraction import ExtractionTask
+
+    return ExtractionTask(schema=NESTED)
+
+
+def _json_predictor(task, server: ServerHandle, **kw: object) -> APIPredictor:
+    from slmforge.schema.grammar import bounded_json_schema, max_output_bytes
+    from slmforge.testing.openai_double import JSON_MAX_LIST_ITEMS, JSON_MAX_STRING_CHARS
+
+    # Room for the longest reply the double's bounded schema allows.
+    js = bounded_json_schema(
+        task.schema, max_string_chars=JSON_MAX_STRING_CHARS, max_list_items=JSON_MAX_LIST_ITEMS
+    )
+    bound = max_output_bytes(js)
+    defaults: dict[str, object] = {
+        "max_tokens": bound + 1,
+        "backoff_s": 0.01,
+        "timeout_s": 120,
+        "concurrency": 1,
+    }
+    return APIPredictor(task, model="tiny", base_url=server.url, **{**defaults, **kw})
+
+
+def test_extraction_sends_the_strict_schema_and_the_double_answers_valid_json(
+    extraction, serve, one_thread
+) -> None:
+    from slmforge.prediction.api import strict_json_schema
+
+    server = serve()
+    predictor = _json_predictor(extraction, server)
+    assert predictor.describe()["structured_output"] == "json_schema"
+    preds = predictor.predict(DOCS)
+    bodies = server.request_bodies()
+    assert len(bodies) == len(DOCS)
+    for body in bodies:
+        assert body["response_format"] == {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "extraction_record",
+                "schema": strict_json_schema(extraction.schema.to_json_schema()),
+                "strict": True,
+            },
+        }
+    for p in preds:
+        assert "error" not in p.details and p.details["finish_reason"] == "stop"
+        assert p.details["valid_json"] is True and p.details["schema_ok"] is True, p.details["errors"]
+        assert list(p.pred) == list(NESTED)  # every field, in schema order
+        assert isinstance(p.pred["buyer"], dict) and isinstance(p.pred["lines"], list)
+    # Without response_format the same random model does not produce the record.
+    [free] = _json_predictor(extraction, server, structured_output="none", max_tokens=48).predict(DOCS[:1])
+    assert "response_format" not in server.request_bodies()[-1]
+    assert free.pred is None and free.details["valid_json"] is False
+
+
+def test_json_object_mode_asks_for_json_only(extraction, serve, one_thread) -> None:
+    server = serve()
+    predictor = _json_predictor(extraction, server, structured_output="json_object", max_tokens=200)
+    [p] = predictor.predict(DOCS[:1])
+    assert server.request_bodies()[-1]["response_format"] == {"type": "json_object"}
+    assert predictor.describe()["structured_output"] == "json_object"
+    assert p.details["valid_json"] is True and isinstance(json.loads(p.raw_output), dict)
+
+
+def test_an_endpoint_without_structured_outputs_stops_with_one_clear_error(
+    extraction, serve, one_thread
+) -> None:
+    server = serve(unsupported_response_formats=["json_schema"])
+    predictor = _json_predictor(extraction, server, max_retries=3)
+    with pytest.raises(APIConfigError) as info:
+        predictor.predict(DOCS + DOCS)
+    message = str(info.value)
+    assert "rejected structured outputs" in message and "HTTP 400" in message
+    assert "'response_format' of type 'json_schema' is not supported" in message
+    assert (
+        "baseline.structured_output=json_object" in message and "baseline.structured_output=none" in message
+    )
+    assert server.stats()["by_status"] == {"400": 1}  # not retried, and no request after the first refusal
+    # JSON mode is supported there; a refusal of it names only `none`.
+    [ok] = _json_predictor(extraction, server, structured_output="json_object", max_tokens=200).predict(
+        DOCS[:1]
+    )
+    assert ok.details["valid_json"] is True
+    no_json = serve(unsupported_response_formats=["json_object", "json_schema"])
+    with pytest.raises(APIConfigError, match=r"rejected JSON mode .*set baseline.structured_output=none"):
+        _json_predictor(extraction, no_json, structured_output="json_object").predict(DOCS[:1])
+
+
+def test_the_double_checks_strict_schemas_like_openai(extraction, serve) -> None:
+    import openai
+
+    server = serve()
+    client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+    msgs = [{"role": "user", "content": "hi"}]
+    loose = extraction.schema.to_json_schema()  # $schema, and optional fields left out of `required`
+    rf = {"type": "json_schema", "json_schema": {"name": "r", "schema": loose, "strict": True}}
+
+    def refused(pattern: str) -> None:
+        with pytest.raises(
+            openai.BadRequestError, match=r"Invalid schema for response_format 'r': " + pattern
+        ):
+            client.chat.completions.create(model="tiny", messages=msgs, max_tokens=4, response_format=rf)
+
+    refused(r"In context=\(\), '\$schema' is not permitted")
+    loose.pop("$schema")
+    refused(r"In context=\(\), 'required' is required .* Missing 'date'")
+    loose["required"] = list(loose["properties"])
+    loose["properties"]["buyer"]["required"] = ["name", "vat_id"]
+    loose["properties"]["buyer"]["additionalProperties"] = True
+    refused(
+        r"In context=\('properties', 'buyer'\), 'additionalProperties' is required to be supplied and to be false"
+    )
+    bad_name = {"type": "json_schema", "json_schema": {"name": "my record", "schema": loose}}
+    with pytest.raises(openai.BadRequestError, match=r"json_schema\.name"):
+        client.chat.completions.create(model="tiny", messages=msgs, max_tokens=4, response_format=bad_name)
+    with pytest.raises(openai.BadRequestError, match="response_format"):
+        client.chat.completions.create(
+            model="tiny", messages=msgs, max_tokens=4, response_format={"type": "xml"}
+        )
+    loose["properties"]["buyer"]["additionalProperties"] = False  # now strict: the double answers
+    ok = client.chat.completions.create(model="tiny", messages=msgs, max_tokens=4, response_format=rf)
+    assert ok.choices[0].message.content.startswith("{")
+    assert server.stats()["by_status"] == {"400": 5, "200": 1}
+
+
+def test_structured_output_applies_to_json_tasks_only_and_is_part_of_the_request(
+    task, extraction, serve, tmp_path
+):
+    server = serve()
+    classifier = _predictor(task, server, structured_output="json_schema")
+    assert (
+        classifier.describe()["structured_output"] == "none" and "response_format" not in classifier.params()
+    )
+    classifier.predict(EXAMPLES[:1])
+    assert "response_format" not in server.request_bodies()[-1]
+    with pytest.raises(APIConfigError, match=r"baseline\.structured_output='yaml'"):
+        _predictor(extraction, server, structured_output="yaml")
+    for off in ("none", None):
+        assert _predictor(extraction, server, structured_output=off).describe()["structured_output"] == "none"
+    # The response format is a generation parameter: a cached reply under one mode is not reused by another.
+    schema_mode = _predictor(extraction, server, cache_dir=str(tmp_path))
+    assert schema_mode.params()["response_format"]["type"] == "json_schema"
+    msgs = extraction.messages(DOCS[0])
+    json_mode = _predictor(extraction, server, cache_dir=str(tmp_path), structured_output="json_object")
+    assert cache_key("tiny", msgs, schema_mode.params()) != cache_key("tiny", msgs, json_mode.params())

@@ -73,7 +73,9 @@ def test_constraint_options_reach_the_grammar(lm) -> None:
     task = ExtractionTask(invoices.SCHEMA)
     task.setup(invoices.generate(8, seed=0), {})
     default = build_predictor(lm, task, batch_size=4, constrained=True)
-    tight = build_predictor(lm, task, batch_size=4, constrained=True, constraint_options={"max_string_chars": 7})
+    tight = build_predictor(
+        lm, task, batch_size=4, constrained=True, constraint_options={"max_string_chars": 7}
+    )
     assert default.describe()["constraint"]["max_string_chars"] == task.value_bounds()["max_string_chars"]
     assert tight.describe()["constraint"]["max_string_chars"] == 7
     with pytest.raises(TaskError, match="max_strings"):

@@ -6,6 +6,7 @@ import pytest
 
 from slmforge.data.generators import product_descriptions as pd
 from slmforge.records import PredictionRow
+from slmforge.schema.text_grammar import phrase_regex
 from slmforge.tasks.base import TaskError
 from slmforge.tasks.generation import GenerationTask
 
@@ -119,3 +120,82 @@ def test_setup_and_config_errors(examples: list[dict]) -> None:
     with pytest.raises(TaskError, match="list of phrases"):
         GenerationTask({"required_phrases": "Meet the"})
     assert GenerationTask({"required_phrases": None}).constraints.required_phrases == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Constrained decoding: the task's output grammar (slmforge.schema.text_grammar)
+
+
+def test_protocol_offers_a_per_row_grammar_with_the_examples_phrases(examples: list[dict]) -> None:
+    task = GenerationTask(CONSTRAINTS)
+    task.setup(examples, {})
+    protocol = task.protocol()
+    assert protocol.output_grammar == task.output_grammar and protocol.grammar_per_row is True
+    assert GenerationTask(CONSTRAINTS, required_phrases_field=None).protocol().grammar_per_row is False
+    longest = max(len(w) for ex in examples for w in ex["output"].split())
+    assert task.grammar_bounds() == {"max_word_chars": max(16, 2 * longest)}  # max_words is configured
+    g = task.output_grammar(examples[0], {})
+    assert g.source == "lark" and g.summary["max_words"] == 60
+    assert g.summary["expressed"] == ["length", "required_phrases", "regex", "forbidden_phrases"]
+    assert all(phrase_regex(p, case_sensitive=False) in g.grammar for p in examples[0]["required_phrases"])
+    assert task.output_grammar(examples[0], {}) is g  # built once
+    assert task.output_grammar(examples[1], {}).grammar != g.grammar  # another row, other phrases
+    # Options override the learned bounds; null means no bound; unknown options are named.
+    assert task.output_grammar(examples[0], {"max_word_chars": 20}).summary["max_word_chars"] >= 20
+    assert task.output_grammar(examples[0], {"max_word_chars": None}).max_bytes is None
+    with pytest.raises(TaskError, match=r"\['max_string_chars'\] are not known"):
+        task.output_grammar(examples[0], {"max_string_chars": 8})
+    # Without a configured max_words the grammar's word bound comes from the training outputs.
+    free = GenerationTask({"forbidden_phrases": ["cheap"]}, required_phrases_field=None)
+    free.setup(examples, {})
+    most = max(len(ex["output"].split()) for ex in examples)
+    assert free.grammar_bounds()["max_words"] == max(16, 2 * most)
+    assert free.output_grammar(None, {}).summary["max_words"] == max(16, 2 * most)
+    assert "grammar_bounds" in task.describe()
+
+
+def _compliance(task: GenerationTask, rows: list[dict], preds: list) -> float:
+    return sum(task.correct(p.pred, task.gold(ex)) for ex, p in zip(rows, preds, strict=True)) / len(rows)
+
+
+@pytest.fixture(scope="module")
+def built_in_generation():
+    """The built-in generation task (conf/task/generation.yaml), its product_descriptions data and a
+    random tiny model whose greedy outputs are far from the house style (initializer_range 0.3: peaked)."""
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from slmforge.config import config_dir
+    from slmforge.modeling.loading import ModelSpec, load_model
+
+    task = instantiate(OmegaConf.load(f"{config_dir()}/task/generation.yaml"))
+    train, test = pd.generate(50, seed=0), pd.generate(50, seed=1)
+    task.setup(train, {"test": test})
+    lm = load_model(ModelSpec(name="tiny", source="tiny", tiny_config={"initializer_range": 0.3}))
+    task.set_length_bound(lm.tokenizer, train)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield task, test, lm
+    torch.set_num_threads(threads)
+
+
+def test_random_model_complies_on_every_row_only_when_constrained(built_in_generation) -> None:
+    from slmforge.prediction.generation import GenerationPredictor
+
+    task, test, lm = built_in_generation
+    free = GenerationPredictor(lm.model, lm.tokenizer, task, batch_size=16).predict(test)
+    assert _compliance(task, test, free) < 0.1  # the random model knows nothing of the house style
+
+    predictor = GenerationPredictor(lm.model, lm.tokenizer, task, batch_size=16, constrained=True)
+    preds = predictor.predict(test)
+    assert len(preds) == len(test) >= 50
+    failures = [
+        (p.pred, task.constraint_results(p.pred, task.gold(ex)))
+        for ex, p in zip(test, preds, strict=True)
+        if task.correct(p.pred, task.gold(ex)) < 1
+    ]
+    assert failures == []
+    assert all(p.details["stop_reason"] == "eos" for p in preds)  # every row finished inside the bound
+    described = predictor.describe()["constraint"]
+    assert described["per_row"] and described["kind"] == "text" and described["llguidance_limits"]

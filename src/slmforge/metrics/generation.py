@@ -37,7 +37,8 @@ class Constraints:
 
     Phrases match as substrings, case-insensitively unless ``case_sensitive``; ``regex`` must be found
     somewhere in the text (``re.search``; anchor it with ``^...$`` to match the whole text); the length
-    bounds count whitespace-separated words, inclusive.
+    bounds count whitespace-separated words, inclusive. :mod:`slmforge.schema.text_grammar` turns them into
+    the grammar constrained decoding enforces (and says which regexes it cannot express).
     """
 
     required_phrases: list[str] = field(default_factory=list)

@@ -32,19 +32,29 @@ Behaviour that matters for an evaluation:
 - **Latency** is the wall time of the attempt that succeeded. Waiting on retries is reported separately
   (``details["total_ms"]``): it measures the evaluation's own burst against a rate limit, not what one
   production request would see.
+- **Structured outputs** (``structured_output``, JSON tasks only): ``json_schema`` sends the task
+  schema's JSON Schema in OpenAI's strict form (:func:`strict_json_schema`) as ``response_format``, so
+  the endpoint decodes under it (the API counterpart of ``eval.constrained=true``); ``json_object`` asks
+  only for some JSON object (JSON mode); ``none`` sends nothing (prompt only). The schema is part of the
+  request, hence of the cache key. An endpoint that answers 400/422 naming ``response_format`` (it does
+  not support it, or rejects the schema) stops the evaluation with one :class:`APIConfigError` naming
+  ``baseline.structured_output``, instead of one failed row per example; there is no silent fallback to
+  JSON mode, because the record would then describe a baseline that was not the one measured.
 """
 
 from __future__ import annotations
 
+import copy
 import email.utils
 import ipaddress
 import logging
 import math
 import os
 import random
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
@@ -62,6 +72,80 @@ log = logging.getLogger(__name__)
 # Longest wait honoured from a Retry-After header or computed by backoff: a misbehaving server asking for an
 # hour must not silently stall an evaluation (the request fails and is recorded instead).
 MAX_BACKOFF_S = 60.0
+
+STRUCTURED_OUTPUTS = ("json_schema", "json_object", "none")
+# What OpenAI's strict mode accepts (Structured Outputs, "supported schemas"); anything else is dropped.
+STRICT_KEYWORDS = frozenset(
+    {
+        "type", "properties", "required", "additionalProperties", "items", "anyOf", "enum", "const",
+        "description", "title", "$defs", "$ref", "pattern", "format", "multipleOf", "minimum", "maximum",
+        "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems",
+    }
+)  # fmt: skip
+STRICT_FORMATS = frozenset(
+    {"date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid"}
+)
+# A 400/422 whose message says this is about the response format (OpenAI, vLLM, llama.cpp, LiteLLM wordings).
+_RESPONSE_FORMAT_ERROR = re.compile(
+    r"response_format|json_schema|json_object|structured|schema", re.IGNORECASE
+)
+
+
+def _is_nullable(node: Mapping[str, Any]) -> bool:
+    kind = node.get("type")
+    return (
+        kind == "null"
+        or (isinstance(kind, list) and "null" in kind)
+        or any(isinstance(o, Mapping) and _is_nullable(o) for o in node.get("anyOf", ()))
+        or ("enum" in node and None in node["enum"])
+    )
+
+
+def strict_json_schema(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema`` (e.g. :meth:`Schema.to_json_schema`) in the form OpenAI's strict Structured Outputs take.
+
+    At every depth: each object lists all its properties in ``required`` and has ``additionalProperties:
+    false``; a property that was optional becomes nullable (``anyOf: [<it>, {"type": "null"}]``) so that
+    leaving it out is still expressible (as null); keywords strict mode rejects (``$schema``,
+    ``minLength``/``maxLength``, ``uniqueItems``, ``default``, ``format`` values it does not know...) are
+    dropped, which only loosens what the endpoint enforces (the task's own parsing still checks them). The
+    root must be an object. The input is not modified.
+    """
+    if schema.get("type") != "object":
+        raise ValueError(
+            f"strict structured outputs need an object at the root, got type {schema.get('type')!r}"
+        )
+
+    def convert(node: Any) -> Any:
+        if not isinstance(node, Mapping):
+            return copy.deepcopy(node)
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key not in STRICT_KEYWORDS or (key == "format" and value not in STRICT_FORMATS):
+                continue
+            if key in ("properties", "$defs"):
+                out[key] = {name: convert(sub) for name, sub in value.items()}
+            elif key == "items":
+                out[key] = convert(value)
+            elif key == "anyOf":
+                out[key] = [convert(option) for option in value]
+            else:
+                out[key] = copy.deepcopy(value)
+        if out.get("type") == "object" or "properties" in out:
+            props = out.setdefault("properties", {})
+            required = set(node.get("required", ()))
+            for name, sub in props.items():
+                if name not in required and not _is_nullable(sub):
+                    props[name] = (
+                        {**sub, "anyOf": [*sub["anyOf"], {"type": "null"}]}
+                        if "anyOf" in sub
+                        else {"anyOf": [sub, {"type": "null"}]}
+                    )
+            out["required"] = list(props)
+            out["additionalProperties"] = False
+        return out
+
+    return convert(schema)
 
 
 class BudgetExceeded(IncompletePredictions):
@@ -91,6 +175,10 @@ class _BudgetSpent(Exception):
 
 class _Malformed(Exception):
     """Internal: the reply was not an OpenAI chat completion."""
+
+
+class _FormatRejected(Exception):
+    """Internal: the endpoint rejected the request's response_format (the message says how)."""
 
 
 def is_loopback(base_url: str) -> bool:
@@ -176,6 +264,9 @@ class APIPredictor:
     cache_dir: where replies are cached (``None``: no cache).
     logprobs: ask for token logprobs (for ``confidence``); set ``False`` for endpoints that reject it.
     shots: few-shot examples, rendered as earlier chat turns (or a callable picking them per example). name: the run's display name.
+    structured_output: ``json_schema`` (default) | ``json_object`` | ``none``: what ``response_format`` a JSON
+        task sends (module docstring); tasks whose answer is not JSON send none. ``json_schema`` needs the
+        task's schema; a JSON task without one falls back to ``json_object``.
     """
 
     def __init__(
@@ -196,6 +287,7 @@ class APIPredictor:
         shots: Sequence[dict[str, Any]] = (),
         name: str | None = None,
         stop: Sequence[str] | None = None,
+        structured_output: str | None = "json_schema",
     ) -> None:
         if concurrency < 1:
             raise APIConfigError(f"concurrency={concurrency}; it must be at least 1")
@@ -226,6 +318,8 @@ class APIPredictor:
         self.shots = shots if callable(shots) else [dict(s) for s in (_plain(shots) or [])]
         self.name = name or f"{model}{f'-{len(self.shots)}shot' if self.shots else '-zero-shot'}"
         self.cache = ResponseCache(cache_dir) if cache_dir else None
+        self.structured_output, self.response_format = _response_format(task, structured_output)
+        self._rejected: str | None = None  # set when the endpoint refused response_format (stops sending)
         # max_retries=0: retries happen in _request, where they are counted and honour the budget.
         self.client = openai.OpenAI(
             base_url=base_url, api_key=api_key or "not-needed", timeout=self.timeout_s, max_retries=0
@@ -242,14 +336,21 @@ class APIPredictor:
         budget_hit = threading.Event()
 
         def work(i: int) -> None:
+            if self._rejected is not None:
+                return
             try:
                 results[i] = self._predict_one(examples[i])
             except _BudgetSpent:
                 budget_hit.set()
+            except _FormatRejected as e:
+                with self._lock:
+                    self._rejected = self._rejected or str(e)
 
         if examples:
             with ThreadPoolExecutor(max_workers=min(self.concurrency, len(examples))) as pool:
                 list(pool.map(work, range(len(examples))))
+        if self._rejected is not None:
+            raise APIConfigError(self._rejected)
         if budget_hit.is_set():
             done = sum(p is not None for p in results)
             raise BudgetExceeded(
@@ -283,6 +384,9 @@ class APIPredictor:
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "request_budget": self.request_budget,
+            # What response_format was sent (json_schema: the task schema, strict), so a record says
+            # whether the endpoint decoded under the schema.
+            "structured_output": self.structured_output,
             # Each request is timed on its own: these latencies are the per-request percentiles.
             "measures_request_latency": True,
         }
@@ -300,9 +404,26 @@ class APIPredictor:
             p["logprobs"] = True
         if self.stop:
             p["stop"] = self.stop
+        if self.response_format is not None:
+            p["response_format"] = self.response_format
         return p
 
     # ---- internals ------------------------------------------------------------------------------------
+    def _rejection_message(self, error: str) -> str:
+        if self.structured_output == "json_schema":
+            what = "structured outputs with the task's JSON Schema (response_format json_schema, strict)"
+            fix = (
+                "set baseline.structured_output=json_object (JSON mode, no schema) if the endpoint has JSON "
+                "mode, or baseline.structured_output=none (the prompt alone asks for JSON)"
+            )
+        else:
+            what = "JSON mode (response_format json_object)"
+            fix = "set baseline.structured_output=none (the prompt alone asks for JSON)"
+        return (
+            f"{self.base_url} (model {self.model}) rejected {what}: {error}. The endpoint or model does not "
+            f"support it, or refuses this schema; {fix}."
+        )
+
     def _predict_one(self, example: dict[str, Any]) -> Prediction:
         messages = self.task.messages(example, shots_for(self.shots, example))
         params = self.params()
@@ -378,6 +499,12 @@ class APIPredictor:
                 entry = _extract(completion)
             except openai.APIStatusError as e:
                 last_error = f"HTTP {e.status_code}: {_short(e.message)}"
+                if (
+                    e.status_code in (400, 422)
+                    and self.response_format is not None
+                    and _RESPONSE_FORMAT_ERROR.search(str(e.message))
+                ):
+                    raise _FormatRejected(self._rejection_message(last_error)) from None
                 if e.status_code != 429 and e.status_code < 500:
                     break  # a configuration problem: the same request fails the same way again
                 retry_after = _retry_after_s(e)
@@ -408,6 +535,30 @@ class APIPredictor:
         error = f"{last_error} (after {attempts} attempt{'s' if attempts != 1 else ''})"
         log.warning("%s: request failed: %s", self.name, error)
         return None, {"error": error, "attempts": attempts, "total_ms": total_ms}
+
+
+def _response_format(task: Task, structured_output: str | None) -> tuple[str, dict[str, Any] | None]:
+    """(the mode actually used, the ``response_format`` to send or None) for ``task`` (module docstring)."""
+    mode = "none" if structured_output in (None, False) else str(structured_output).strip().lower()
+    if mode not in STRUCTURED_OUTPUTS:
+        raise APIConfigError(
+            f"baseline.structured_output={structured_output!r}; use one of {', '.join(STRUCTURED_OUTPUTS)}"
+        )
+    protocol = task.protocol()
+    if mode == "none" or protocol.output_format != "json":
+        return "none", None
+    schema = protocol.schema
+    if mode == "json_schema" and schema is not None:
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{task.name}_record")[:64]
+        return mode, {
+            "type": "json_schema",
+            "json_schema": {
+                "name": name,
+                "schema": strict_json_schema(schema.to_json_schema()),
+                "strict": True,
+            },
+        }
+    return "json_object", {"type": "json_object"}
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -95,6 +95,7 @@ class GrammarConstraint:
         self._compiled: dict[tuple[str, int], Any] = {}  # (grammar, vocab size) -> a fresh matcher to copy
         self._executor: Any | None = None
         self.grammar: OutputGrammar | None = None if per_row else grammar_for(None)
+        self.last_grammar: OutputGrammar | None = None
         if self.grammar is not None:
             self.matcher(self.grammar, len(tokenizer))
 
@@ -114,12 +115,15 @@ class GrammarConstraint:
 
     def matcher(self, grammar: OutputGrammar, vocab_size: int) -> Any:
         """A fresh matcher for ``grammar``: compiled once per grammar, then copied (copies are ~1 µs)."""
-        from llguidance import LLMatcher
+        from llguidance import LLMatcher, LLParserLimits
 
         key = (grammar.grammar, vocab_size)
         template = self._compiled.get(key)
         if template is None:
-            template = LLMatcher(ll_tokenizer(self.tokenizer, vocab_size), grammar.grammar, log_level=0)
+            limits = LLParserLimits(**grammar.limits) if grammar.limits else None
+            template = LLMatcher(
+                ll_tokenizer(self.tokenizer, vocab_size), grammar.grammar, log_level=0, limits=limits
+            )
             if template.is_error():
                 raise ConstraintError(
                     f"output grammar ({grammar.source}) does not compile: {template.get_error()}"
@@ -146,10 +150,11 @@ class GrammarConstraint:
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"engine": "llguidance", "per_row": self.per_row}
-        if self.grammar is not None:
-            out.update(
-                {"source": self.grammar.source, "max_bytes": self.grammar.max_bytes, **self.grammar.summary}
-            )
+        grammar = self.grammar or self.last_grammar  # per row: the last row's, to show its kind and options
+        if grammar is not None:
+            out.update({"source": grammar.source, "max_bytes": grammar.max_bytes, **grammar.summary})
+            if grammar.limits:
+                out["llguidance_limits"] = dict(grammar.limits)
         return out
 
 
@@ -188,7 +193,7 @@ class GrammarSession:
                 raise ConstraintError(
                     "a per-row grammar needs each row's example (contexts) to build its mask"
                 )
-            self._grammars[row] = self.constraint.grammar_of(example)
+            self._grammars[row] = self.constraint.last_grammar = self.constraint.grammar_of(example)
         return self._grammars[row]
 
     @property
@@ -234,6 +239,9 @@ class GrammarSession:
         ]
         if live:
             fill_next_token_bitmask_par(self.constraint.executor(), live, bitmask)
+            for m, b in live:
+                if m.is_error():  # else its mask allows only EOS and the row would end silently
+                    raise ConstraintError(f"row {rows[b]}: the grammar engine stopped: {m.get_error()}")
         return bitmask
 
     def mask(

@@ -233,9 +233,11 @@ class GenerationPredictor:
             getattr(session, "max_tokens", None) if getattr(self.constraint, "per_row", False) else None
         )
         if row_bound is not None and not (max_new_tokens or self._max_new_tokens):
-            max_new = max(
-                max_new, row_bound + 1
-            )  # per-row grammars: the batch's worst case completes (+ EOS)
+            # Per-row grammars: the batch's worst case completes (+ EOS), within the model's context.
+            max_new = max(max_new, row_bound + 1)
+            context = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+            if isinstance(context, int):
+                max_new = max(1, min(max_new, context - shared - width))
         forced_tail = getattr(session, "forced", None)
         for step in range(max_new):
             logp = logits.log_softmax(-1)

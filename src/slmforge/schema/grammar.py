@@ -42,13 +42,17 @@ class OutputGrammar:
     """An llguidance grammar (serialised, as ``LLMatcher`` takes it) and what it is.
 
     ``max_bytes``: the longest output the grammar allows, in UTF-8 bytes (None: unbounded, e.g. free text
-    without a word bound); ``source``: ``json_schema`` | ``lark``; ``summary``: what a record keeps of it.
+    without a word bound); ``source``: ``json_schema`` | ``lark``; ``summary``: what a record keeps of it;
+    ``limits``: ``llguidance.LLParserLimits`` fields a grammar needs beyond the engine's defaults (text
+    grammars that intersect word bounds with phrases need more lexer fuel; see
+    :mod:`slmforge.schema.text_grammar`).
     """
 
     grammar: str
     max_bytes: int | None
     source: str
     summary: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, int] = field(default_factory=dict)
 
 
 def json_schema_grammar(
@@ -61,11 +65,15 @@ def json_schema_grammar(
     return OutputGrammar(grammar, max_bytes, "json_schema", dict(summary))
 
 
-def lark_grammar(lark: str, max_bytes: int | None = None, **summary: Any) -> OutputGrammar:
+def lark_grammar(
+    lark: str, max_bytes: int | None = None, limits: dict[str, int] | None = None, **summary: Any
+) -> OutputGrammar:
     """An :class:`OutputGrammar` from a Lark grammar in llguidance's dialect (``start`` is the output)."""
     from llguidance import LLMatcher
 
-    return OutputGrammar(LLMatcher.grammar_from_lark(lark), max_bytes, "lark", dict(summary))
+    return OutputGrammar(
+        LLMatcher.grammar_from_lark(lark), max_bytes, "lark", dict(summary), dict(limits or {})
+    )
 
 
 def check_grammar(grammar: OutputGrammar, tokenizer: Any | None = None) -> None:

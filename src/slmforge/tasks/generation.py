@@ -10,6 +10,16 @@ judged against, :meth:`GenerationTask.gold` returns ``{"output": reference, "req
 rather than the bare reference, so ``correct`` and ``compute_metrics`` can be recomputed from a
 ``predictions.jsonl`` alone.
 
+Constrained decoding (``eval.constrained=true``) enforces the constraints while the text is written:
+:meth:`GenerationTask.output_grammar` is a Lark grammar (:mod:`slmforge.schema.text_grammar`) whose texts
+all pass the phrases, forbidden phrases, word bounds and, when it translates faithfully, the regex (that
+module says what cannot be expressed and what happens then). With per-example phrases the grammar is built
+per row (``grammar_per_row``). To keep every output finite, words are at most ``max_word_chars`` long and,
+when the constraints set no ``max_words``, the text has at most ``max_words`` words; both default to
+bounds learned in :meth:`GenerationTask.setup` (twice the longest word / the most words of a training
+output, at least 16) and can be set with the predictor's constraint options (``eval.constraint``). The
+grammar needs more llguidance lexer fuel than the engine's default (``OutputGrammar.limits``, which the engine passes on).
+
 Per-example ``correct`` (used by routing and ensembles) is constraint compliance: 1.0 when the output meets
 every constraint that applies to it, else 0.0. When no constraint is configured at all it falls back to
 whitespace-normalised exact match with the reference, the only binary verdict left. The reference-overlap
@@ -20,11 +30,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slmforge.metrics.generation import Constraints, GenerationMetrics, check_constraints
 from slmforge.records import PredictionRow
 from slmforge.tasks.base import PredictionProtocol, Task, TaskError, options_from_config
+
+if TYPE_CHECKING:
+    from slmforge.schema.grammar import OutputGrammar
+
+# Constraint options the text grammar takes (slmforge.schema.text_grammar.text_grammar).
+GRAMMAR_OPTIONS: tuple[str, ...] = ("max_words", "max_word_chars", "max_space_chars")
+_GRAMMAR_CACHE_SIZE = 4096
 
 
 def target_length_bound(
@@ -78,6 +95,10 @@ class GenerationTask(Task):
         self.required_phrases_field = required_phrases_field
         self.constraints_in_prompt = constraints_in_prompt
         self.max_new_tokens: int | None = None
+        # Longest word (characters) and most words of a training output (set by setup): bound the grammar.
+        self.longest_word: int | None = None
+        self.most_words: int | None = None
+        self._grammars: dict[tuple[Any, ...], OutputGrammar] = {}
 
     # ------------------------------------------------------------------ data
 
@@ -94,9 +115,55 @@ class GenerationTask(Task):
                     self.example_phrases(ex)
                 except TaskError as e:
                     raise TaskError(f"{where}: {e}") from None
+        words = [ex["output"].split() for ex in train]
+        self.longest_word = max((len(w) for ws in words for w in ws), default=0)
+        self.most_words = max((len(ws) for ws in words), default=0)
+        self._grammars.clear()
 
     def protocol(self) -> PredictionProtocol:
-        return replace(super().protocol(), max_new_tokens=self.max_new_tokens)
+        return replace(
+            super().protocol(),
+            max_new_tokens=self.max_new_tokens,
+            output_grammar=self.output_grammar,
+            grammar_per_row=bool(self.required_phrases_field),
+        )
+
+    def grammar_bounds(self) -> dict[str, int]:
+        """The grammar's default bounds, from :meth:`setup`: words of at most twice the longest training
+        word (at least 16 characters) and, when the constraints set no ``max_words``, at most twice the
+        most words of a training output (at least 16). Empty before :meth:`setup`."""
+        if self.longest_word is None or self.most_words is None:
+            return {}
+        bounds = {"max_word_chars": max(16, 2 * self.longest_word)}
+        if self.constraints.max_words is None:
+            bounds["max_words"] = max(16, 2 * self.most_words)
+        return bounds
+
+    def output_grammar(self, example: Mapping[str, Any] | None, options: Mapping[str, Any]) -> OutputGrammar:
+        """The constrained-decoding grammar of the constraints plus ``example``'s own required phrases
+        (:func:`~slmforge.schema.text_grammar.text_grammar`). ``options`` (``max_words``,
+        ``max_word_chars``, ``max_space_chars``; null: no bound) override the bounds learned in
+        :meth:`setup`; ``max_words`` only applies when the constraints set none. ``example`` is None unless the protocol says
+        ``grammar_per_row`` (per-example phrases configured); built once per phrase list and options."""
+        from slmforge.schema.text_grammar import text_grammar
+
+        unknown = sorted(set(options) - set(GRAMMAR_OPTIONS))
+        if unknown:
+            raise TaskError(
+                f"constraint options {unknown} are not known to the generation task; allowed: {list(GRAMMAR_OPTIONS)}"
+            )
+        bounds = {**self.grammar_bounds(), **{k: None if v is None else int(v) for k, v in options.items()}}
+        phrases = tuple(self.example_phrases(example)) if example is not None else ()
+        key = (phrases, tuple(sorted(bounds.items())))
+        cached = self._grammars.get(key)
+        if cached is None:
+            if len(self._grammars) >= _GRAMMAR_CACHE_SIZE:
+                self._grammars.clear()
+            try:
+                cached = self._grammars[key] = text_grammar(self.constraints, phrases, **bounds)
+            except ValueError as e:
+                raise TaskError(f"constraint options {dict(options)}: {e}") from None
+        return cached
 
     def set_length_bound(self, tokenizer: Any, train: Sequence[dict[str, Any]]) -> int:
         """Set (and return) ``max_new_tokens`` = longest training target in tokens + EOS + 8."""
@@ -207,4 +274,5 @@ class GenerationTask(Task):
             "constraints": asdict(self.constraints),
             "required_phrases_field": self.required_phrases_field,
             "max_new_tokens": self.max_new_tokens,
+            "grammar_bounds": self.grammar_bounds(),
         }

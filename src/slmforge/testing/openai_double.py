@@ -9,7 +9,21 @@ Endpoints:
   rendering training and local prediction use) -> ``generate`` (greedy at temperature 0) with ``max_tokens``
   and ``stop`` strings -> an OpenAI ``chat.completion`` object with ``usage`` and, when asked, per-token
   ``logprobs``.
+- ``response_format`` is checked and honoured like OpenAI's: ``{"type": "text"}`` or none: free text;
+  ``{"type": "json_object"}``: decoding is constrained to a JSON object (kept small so that a random
+  model finishes: at most 4 keys of ``[a-z_]{1,12}`` with strings of up to 16 characters);
+  ``{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}``: ``name`` must match
+  ``[A-Za-z0-9_-]{1,64}``, the schema's root must be an object and, with ``strict: true``, every object
+  must list all its properties in ``required`` and set ``additionalProperties: false``, with only the
+  keywords strict mode supports (else 400, worded like OpenAI's "Invalid schema for response_format"
+  errors); the reply is then decoded under the schema with llguidance
+  (:mod:`slmforge.prediction.constrained`), free strings cut at 16 characters and lists at 2 items
+  (:func:`~slmforge.schema.grammar.bounded_json_schema`) so that a random model finishes, and is valid
+  under the schema whenever ``max_tokens`` leaves room for it (``finish_reason: "length"`` otherwise, as
+  with OpenAI).
 - ``GET /v1/models``, ``GET /health``.
+- ``ServerHandle.request_bodies()`` (in-process): the JSON bodies of the last 256 chat-completion
+  requests, so tests can assert what a client sent.
 - ``GET /stats``: chat-completion requests received, responses by status, and the most requests that were
   in flight at once (tests use it to count retries and check concurrency limits).
 
@@ -25,29 +39,46 @@ Fault injection (constructor arguments and ``slmforge-serve`` options), counted 
 requests in arrival order: the first ``fail_first_n`` get ``fail_status`` (with ``Retry-After:
 retry_after_s``), the next ``malformed_first_n`` get a 200 whose body is not an OpenAI completion, and every
 request first waits ``delay_ms``. Malformed replies alternate between broken JSON and valid JSON of the wrong
-shape (the openai client surfaces these differently).
+shape (the openai client surfaces these differently). ``unsupported_response_formats`` (e.g.
+``["json_schema"]``) makes the server answer 400 to those ``response_format`` types, worded like OpenAI's
+"not supported with this model", as an endpoint without structured outputs does.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
+import re
 import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import torch
 
+from slmforge.prediction.api import STRICT_KEYWORDS
 from slmforge.prompting import render_prompt
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+# Under a json_schema response format, free strings and lists are cut here so that a random model finishes.
+JSON_MAX_STRING_CHARS = 16
+JSON_MAX_LIST_ITEMS = 2
+# What the double allows under {"type": "json_object"}: any small JSON object (a random model finishes it).
+JSON_OBJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "patternProperties": {"^[a-z_]{1,12}$": {"type": "string", "maxLength": 16}},
+    "additionalProperties": False,
+    "maxProperties": 4,
+}
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MALFORMED = (
     b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"message": {"content": "trunc',
     b'{"id": "chatcmpl-odd", "object": "chat.completion", "choices": "not a list", "usage": null}',
@@ -63,12 +94,19 @@ class Faults:
     retry_after_s: float = 0.0
     delay_ms: float = 0.0
     malformed_first_n: int = 0
+    unsupported_response_formats: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.fail_first_n < 0 or self.malformed_first_n < 0 or self.delay_ms < 0:
             raise ValueError("fail_first_n, malformed_first_n and delay_ms must be >= 0")
         if not 400 <= self.fail_status <= 599:
             raise ValueError(f"fail_status={self.fail_status} must be an HTTP error status (400-599)")
+        self.unsupported_response_formats = [str(t) for t in self.unsupported_response_formats or []]
+        unknown = set(self.unsupported_response_formats) - set(RESPONSE_FORMATS)
+        if unknown:
+            raise ValueError(
+                f"unsupported_response_formats: unknown type(s) {sorted(unknown)}; known: {RESPONSE_FORMATS}"
+            )
 
 
 class RequestError(Exception):
@@ -115,6 +153,7 @@ class ChatModel:
         if temperature < 0 or not 0 < top_p <= 1:
             raise RequestError(400, f"need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
         want_logprobs = bool(body.get("logprobs"))
+        processors = self.response_format_processors(body.get("response_format"))
 
         ids = self.prompt_ids(messages)
         context = getattr(self.model.config, "max_position_embeddings", None)
@@ -137,6 +176,8 @@ class ChatModel:
             gen_kwargs.update(temperature=temperature, top_p=top_p, top_k=0)  # top_k=0: OpenAI has none
         if stop:
             gen_kwargs.update(stop_strings=stop, tokenizer=self.tokenizer)
+        if processors:
+            gen_kwargs["logits_processor"] = processors
         with self._lock, torch.no_grad():
             out = self.model.generate(
                 input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **gen_kwargs
@@ -193,6 +234,84 @@ class ChatModel:
             },
         }
 
+    def response_format_processors(self, response_format: Any) -> list[Any]:
+        """Logits processors enforcing ``response_format`` (module docstring); 400 for a malformed one."""
+        if response_format is None:
+            return []
+        if not isinstance(response_format, dict) or response_format.get("type") not in RESPONSE_FORMATS:
+            raise RequestError(
+                400,
+                f"Invalid value for 'response_format': expected an object with type one of {list(RESPONSE_FORMATS)}",
+            )
+        kind = response_format["type"]
+        if kind == "text":
+            return []
+        from slmforge.prediction.constrained import GrammarConstraint, GrammarLogitsProcessor
+        from slmforge.schema.grammar import bounded_json_schema, json_schema_grammar
+
+        if kind == "json_object":
+            js = JSON_OBJECT_SCHEMA
+        else:
+            spec = response_format.get("json_schema")
+            if not isinstance(spec, dict):
+                raise RequestError(400, "Missing required parameter: 'response_format.json_schema'.")
+            name = spec.get("name")
+            if not isinstance(name, str) or not _NAME.match(name):
+                raise RequestError(
+                    400,
+                    f"Invalid 'response_format.json_schema.name': {name!r}. Expected a string of letters, "
+                    f"digits, underscores and dashes, at most 64 characters.",
+                )
+            schema = spec.get("schema")
+            problems = strict_schema_problems(schema) if spec.get("strict") else _root_problems(schema)
+            if problems:
+                raise RequestError(400, f"Invalid schema for response_format '{name}': {problems[0]}")
+            js = bounded_json_schema(
+                schema, max_string_chars=JSON_MAX_STRING_CHARS, max_list_items=JSON_MAX_LIST_ITEMS
+            )
+        grammar = json_schema_grammar(js)
+        return [GrammarLogitsProcessor(GrammarConstraint.static(self.tokenizer, grammar))]
+
+
+def _root_problems(schema: Any) -> list[str]:
+    if not isinstance(schema, dict) or schema.get("type") != "object":
+        return ["schema must be a JSON Schema of 'type: \"object\"'."]
+    return []
+
+
+def strict_schema_problems(schema: Any) -> list[str]:
+    """What OpenAI's strict mode would reject in ``schema``, worded like its 400 messages (empty: fine)."""
+    problems = _root_problems(schema)
+    if problems:
+        return problems
+
+    def walk(node: Any, context: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        where = f"In context={context}, "
+        unknown = sorted(set(node) - STRICT_KEYWORDS)
+        if unknown:
+            problems.append(f"{where}'{unknown[0]}' is not permitted.")
+        if node.get("type") == "object" or "properties" in node:
+            props = node.get("properties", {})
+            missing = [k for k in props if k not in (node.get("required") or [])]
+            if missing:
+                problems.append(
+                    f"{where}'required' is required to be supplied and to be an array including every key in "
+                    f"properties. Missing '{missing[0]}'."
+                )
+            if node.get("additionalProperties") is not False:
+                problems.append(f"{where}'additionalProperties' is required to be supplied and to be false.")
+            for k, sub in props.items():
+                walk(sub, (*context, "properties", k))
+        if isinstance(node.get("items"), dict):
+            walk(node["items"], (*context, "items"))
+        for i, option in enumerate(node.get("anyOf", ())):
+            walk(option, (*context, "anyOf", str(i)))
+
+    walk(schema, ())
+    return problems
+
 
 def _eos_ids(model: torch.nn.Module, tokenizer: Any) -> set[int]:
     eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
@@ -228,6 +347,7 @@ class _Stats:
         self.by_status: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self.bodies: collections.deque[dict[str, Any]] = collections.deque(maxlen=256)
 
     def enter(self) -> int:
         with self._lock:
@@ -384,6 +504,13 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw or b"null")
             if not isinstance(body, dict):
                 raise RequestError(400, "the request body must be a JSON object")
+            self.server.stats.bodies.append(body)
+            rf = body.get("response_format")
+            if isinstance(rf, dict) and rf.get("type") in faults.unsupported_response_formats:
+                raise RequestError(
+                    400,
+                    f"Invalid parameter: 'response_format' of type '{rf['type']}' is not supported with this model.",
+                )
             model = body.get("model")
             if model not in (None, self.server.chat.model_name):
                 # Like vLLM: a wrong model name is a config mistake worth failing loudly on.
@@ -418,6 +545,11 @@ class ServerHandle:
     @property
     def faults(self) -> Faults:
         return self._server.faults
+
+    def request_bodies(self) -> list[dict[str, Any]]:
+        """The JSON bodies of the last 256 chat-completion requests that parsed, in arrival order (tests
+        assert what a client sent)."""
+        return list(self._server.stats.bodies)
 
     def stats(self) -> dict[str, Any]:
         """The same numbers as ``GET /stats``, read in-process."""
