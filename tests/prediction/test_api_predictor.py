@@ -578,7 +578,9 @@ def test_an_endpoint_without_structured_outputs_stops_with_one_clear_error(
     assert "rejected structured outputs" in message and "HTTP 400" in message
     assert "'response_format' of type 'json_schema' is not supported" in message
     assert (
-        "baseline.structured_output=json_object" in message and "baseline.structured_output=none" in message
+        ".structured_output=json_object" in message
+        and ".structured_output=none" in message
+        and "api_baselines." in message
     )
     assert server.stats()["by_status"] == {"400": 1}  # not retried, and no request after the first refusal
     # JSON mode is supported there; a refusal of it names only `none`.
@@ -587,7 +589,9 @@ def test_an_endpoint_without_structured_outputs_stops_with_one_clear_error(
     )
     assert ok.details["valid_json"] is True
     no_json = serve(unsupported_response_formats=["json_object", "json_schema"])
-    with pytest.raises(APIConfigError, match=r"rejected JSON mode .*set baseline.structured_output=none"):
+    with pytest.raises(
+        APIConfigError, match=r"rejected JSON mode .*set api_baselines\..*\.structured_output=none"
+    ):
         _json_predictor(extraction, no_json, structured_output="json_object").predict(DOCS[:1])
 
 
@@ -638,7 +642,7 @@ def test_structured_output_applies_to_json_tasks_only_and_is_part_of_the_request
     )
     classifier.predict(EXAMPLES[:1])
     assert "response_format" not in server.request_bodies()[-1]
-    with pytest.raises(APIConfigError, match=r"baseline\.structured_output='yaml'"):
+    with pytest.raises(APIConfigError, match=r"api_baselines\.<name>\.structured_output='yaml'"):
         _predictor(extraction, server, structured_output="yaml")
     for off in ("none", None):
         assert _predictor(extraction, server, structured_output=off).describe()["structured_output"] == "none"

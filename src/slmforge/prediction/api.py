@@ -38,7 +38,7 @@ Behaviour that matters for an evaluation:
   only for some JSON object (JSON mode); ``none`` sends nothing (prompt only). The schema is part of the
   request, hence of the cache key. An endpoint that answers 400/422 naming ``response_format`` (it does
   not support it, or rejects the schema) stops the evaluation with one :class:`APIConfigError` naming
-  ``baseline.structured_output``, instead of one failed row per example; there is no silent fallback to
+  ``api_baselines.<name>.structured_output``, instead of one failed row per example; there is no silent fallback to
   JSON mode, because the record would then describe a baseline that was not the one measured.
 """
 
@@ -410,15 +410,16 @@ class APIPredictor:
 
     # ---- internals ------------------------------------------------------------------------------------
     def _rejection_message(self, error: str) -> str:
+        key = f"api_baselines.{self.name}.structured_output"  # the override that changes it
         if self.structured_output == "json_schema":
             what = "structured outputs with the task's JSON Schema (response_format json_schema, strict)"
             fix = (
-                "set baseline.structured_output=json_object (JSON mode, no schema) if the endpoint has JSON "
-                "mode, or baseline.structured_output=none (the prompt alone asks for JSON)"
+                f"set {key}=json_object (JSON mode, no schema) if the endpoint has JSON mode, or {key}=none "
+                "(the prompt alone asks for JSON)"
             )
         else:
             what = "JSON mode (response_format json_object)"
-            fix = "set baseline.structured_output=none (the prompt alone asks for JSON)"
+            fix = f"set {key}=none (the prompt alone asks for JSON)"
         return (
             f"{self.base_url} (model {self.model}) rejected {what}: {error}. The endpoint or model does not "
             f"support it, or refuses this schema; {fix}."
@@ -542,7 +543,8 @@ def _response_format(task: Task, structured_output: str | None) -> tuple[str, di
     mode = "none" if structured_output in (None, False) else str(structured_output).strip().lower()
     if mode not in STRUCTURED_OUTPUTS:
         raise APIConfigError(
-            f"baseline.structured_output={structured_output!r}; use one of {', '.join(STRUCTURED_OUTPUTS)}"
+            f"api_baselines.<name>.structured_output={structured_output!r}; use one of "
+            f"{', '.join(STRUCTURED_OUTPUTS)}"
         )
     protocol = task.protocol()
     if mode == "none" or protocol.output_format != "json":
