@@ -146,7 +146,7 @@ class ExtractionTask(Task):
         return cached
 
     def value_bounds(self) -> dict[str, int]:
-        """Bounds for constrained decoding (:func:`~slmforge.prediction.constrained.constrained_json_schema`):
+        """Bounds for constrained decoding (:func:`~slmforge.schema.grammar.bounded_json_schema`):
         twice the longest string value and list of the training split, with floors of 32 characters and
         4 items. Loose enough never to cut a plausible value, tight enough that a model looping inside a
         string stops soon. Empty before :meth:`setup`."""
