@@ -1,4 +1,5 @@
-"""Structured extraction: a document in, one flat JSON object with the configured fields out.
+"""Structured extraction: a document in, one JSON object with the configured fields out (nested objects and lists
+of objects allowed).
 
 The schema (see :mod:`slmforge.schema.spec`) is the single source of truth: it is described in the prompt,
 renders gold records as the one canonical training target (compact JSON, schema key order, typed values),
