@@ -3,7 +3,7 @@ model generated from a schema (:mod:`.model`), output parsing (:mod:`.parse`), v
 (:mod:`.normalise`) and the one JSON scanner (:mod:`.scanner`). Below both ``tasks`` and ``metrics``:
 neither imports the other for schema work."""
 
-from slmforge.schema.model import build_model, engine_json_schema
+from slmforge.schema.model import engine_json_schema, pydantic_model_of
 from slmforge.schema.normalise import Normalization, normalize_value, parse_date, parse_number
 from slmforge.schema.parse import ParsedOutput, parse_output
 from slmforge.schema.scanner import JsonEndScanner
@@ -29,11 +29,11 @@ __all__ = [
     "Normalization",
     "ParsedOutput",
     "Schema",
-    "build_model",
     "canonical_json",
     "engine_json_schema",
     "normalize_value",
     "parse_date",
     "parse_number",
     "parse_output",
+    "pydantic_model_of",
 ]

@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from slmforge.schema.spec import CALENDAR_DATE_PATTERN, FieldSpec, Schema
 
-__all__ = ["build_model", "engine_json_schema"]
+__all__ = ["engine_json_schema", "pydantic_model_of"]
 
 _CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
@@ -71,7 +71,7 @@ def _object_model(fields: list[FieldSpec], path: str) -> type[BaseModel]:
     return create_model(_model_name(path), __config__=_CONFIG, **definitions)
 
 
-def build_model(schema: Schema) -> type[BaseModel]:
+def pydantic_model_of(schema: Schema) -> type[BaseModel]:
     """A strict pydantic model of ``schema``'s records (recursive for objects and lists of objects).
 
     Validate a parsed JSON object with ``model.model_validate(obj)`` (or text with

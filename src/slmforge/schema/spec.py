@@ -294,9 +294,9 @@ class Schema:
         :meth:`to_json_schema` and API structured outputs share (see :mod:`slmforge.schema.model`)."""
         model = self.__dict__.get("_cached_model")
         if model is None:
-            from slmforge.schema.model import build_model
+            from slmforge.schema.model import pydantic_model_of
 
-            model = self.__dict__["_cached_model"] = build_model(self)
+            model = self.__dict__["_cached_model"] = pydantic_model_of(self)
         return model
 
     def to_json_schema(self) -> dict[str, Any]:
