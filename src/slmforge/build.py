@@ -30,13 +30,6 @@ if TYPE_CHECKING:
     from slmforge.tasks.base import Task
 
 
-def _plain(node: Any) -> dict[str, Any]:
-    """A config mapping (or None) as a plain dict."""
-    if node is None:
-        return {}
-    return dict(OmegaConf.to_container(node, resolve=True)) if OmegaConf.is_config(node) else dict(node)
-
-
 log = logging.getLogger("slmforge")
 
 
@@ -292,7 +285,7 @@ class Setup:
         return build_predictor(
             self.lm, self.task, int(batch_size or self.eval_cfg.batch_size), shots=shots,
             constrained=bool(self.eval_cfg.constrained), label_decoding=str(self.eval_cfg.label_decoding),
-            scoring=scoring, constraint_options=_plain(self.eval_cfg.get("constraint")),
+            scoring=scoring, constraint_options=dict(to_container(self.eval_cfg.get("constraint")) or {}),
         )  # fmt: skip
 
     def shots(self, k: int, selection: str) -> Any:

@@ -76,15 +76,6 @@ def lark_grammar(
     )
 
 
-def check_grammar(grammar: OutputGrammar, tokenizer: Any | None = None) -> None:
-    """Raise ValueError with llguidance's message when the grammar does not compile."""
-    from llguidance import LLMatcher
-
-    is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar.grammar, tokenizer)
-    if is_error:
-        raise ValueError(f"invalid output grammar ({grammar.source}): {messages[0]}")
-
-
 # --------------------------------------------------------------------------------------------------
 # Bounded JSON Schemas for extraction
 
