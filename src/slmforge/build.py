@@ -118,6 +118,7 @@ def data_info(cfg: DictConfig, splits: DatasetSplits) -> dict[str, Any]:
         "fingerprint": splits.fingerprint,
         "origin": splits.origin,
         "sizes": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
+        **({"label_changes": splits.label_changes} if splits.label_changes else {}),
     }
 
 

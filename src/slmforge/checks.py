@@ -83,6 +83,14 @@ def check_run_config(cfg: DictConfig, run_dir: Path | None = None, *, training: 
         _check(problems, "train.warmup_ratio", t.get("warmup_ratio"), "[0,1)")
         _check(problems, "train.min_lr_ratio", t.get("min_lr_ratio"), "[0,1]")
         _check(problems, "train.label_smoothing", t.get("label_smoothing"), "[0,1)")
+        if t.get("class_balance") not in (None, 0, 0.0):
+            _check(problems, "train.class_balance", t.get("class_balance"), "[0,1]")
+            target = str(cfg.get("task", {}).get("_target_", ""))
+            if target and not target.endswith("ClassificationTask"):
+                problems.append(
+                    f"train.class_balance={t.get('class_balance')} balances labels, but task {target.rsplit('.', 1)[-1]} "
+                    f"has none; set train.class_balance=0"
+                )
         _check(problems, "train.checkpoint_every_n_steps", t.get("checkpoint_every_n_steps"), ">=1", kind=int)
         if t.get("grad_clip") not in (None, 0, 0.0):
             _check(problems, "train.grad_clip", t.get("grad_clip"), ">0")

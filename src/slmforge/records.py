@@ -103,7 +103,8 @@ class ResultsRecord:
          "model_id": hub id or file, "weights_sha256": hash of the evaluated base weights,
          "adapter": {"kind", "r", "alpha", "dropout", "target_modules", "path"} or None,
          "k": int, "selection": shot selection when k > 0, "params_m": float-or-None}``.
-    ``data``: name, fingerprint (of all three splits), origin and split sizes.
+    ``data``: name, fingerprint (of all three splits), origin and split sizes; ``label_changes`` when the
+    data simulated out-of-scope traffic or minority classes (``data.holdout_labels`` / ``minority_labels``).
     ``seed``, ``overrides`` (the command-line overrides of the job: what tells sweep jobs apart),
     ``versions`` (slmforge and the libraries that decide a number), ``git_sha`` (of slmforge's source).
     ``latency_ms`` holds mean/p50/p95/p99 of per-request latency; ``throughput`` examples/s.

@@ -43,13 +43,17 @@ def test_every_bad_value_is_reported_together_before_any_compute(tmp_path: Path)
         ("train.warmup_ratio", 1.0, "must be in [0, 1)"),
         ("eval.batch_size", 2.5, "is not an integer"),
         ("data.test_path", "/no/such/file.jsonl", "does not exist"),
+        ("train.class_balance", 1.5, "train.class_balance=1.5 must be in [0, 1]"),
+        ("task._target_", "slmforge.tasks.extraction.ExtractionTask", "task ExtractionTask has none"),
     ],
 )
 def test_single_bad_values(key: str, value: object, message: str) -> None:
     cfg = OmegaConf.create(
         {"train": {"lr": 1e-3, "epochs": 1, "max_steps": -1, "micro_batch_size": 2, "accumulate": 1,
                    "weight_decay": 0.0, "warmup_ratio": 0.1, "min_lr_ratio": 0.1, "label_smoothing": 0.0,
-                   "checkpoint_every_n_steps": 5, "grad_clip": 1.0, "val_check_interval": 1.0},
+                   "checkpoint_every_n_steps": 5, "grad_clip": 1.0, "val_check_interval": 1.0,
+                   "class_balance": 0.5},
+         "task": {"_target_": "slmforge.tasks.classification.ClassificationTask"},
          "adapter": {"kind": "lora", "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"]},
          "eval": {"batch_size": 4, "latency_probe_n": 2}, "data": {}, "seed": 0}
     )  # fmt: skip

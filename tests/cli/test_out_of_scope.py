@@ -94,6 +94,35 @@ def test_unknown_out_of_scope_label_is_one_clear_error(tmp_path: Path) -> None:
     proc = _evaluate(tmp_path, "task.out_of_scope_label=none_of_these")
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
-    assert "task.out_of_scope_label='none_of_these' is not one of the 4 labels" in proc.stderr, proc.stderr[
-        -1500:
-    ]
+    assert "task.out_of_scope_label='none_of_these' is not one of the 4 training labels" in proc.stderr, (
+        proc.stderr[-1500:]
+    )
+
+
+def test_held_out_intents_become_out_of_scope_traffic_only_abstention_answers(tmp_path: Path) -> None:
+    """data.holdout_labels: the held-out intent leaves train/validation, its test rows are relabelled, the
+    model never scores the new label, and abstention is what catches them."""
+    proc = _evaluate(
+        tmp_path, "data.holdout_labels=[technical_issue]", "data.out_of_scope_label=unknown_intent",
+        "task.out_of_scope_label=unknown_intent", "task.abstain.enabled=true", "task.abstain.threshold=0.6",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "ev" / "results.json").read_text())
+    changes = record["data"]["label_changes"]
+    assert (
+        changes["holdout_labels"] == ["technical_issue"] and changes["out_of_scope_label"] == "unknown_intent"
+    )
+    rows = _rows(tmp_path / "ev" / "predictions.jsonl")
+    gold_new = [r for r in rows if r["gold"] == "unknown_intent"]
+    assert len(gold_new) == changes["n_out_of_scope_test"] == record["metrics"]["n_out_of_scope"] > 0
+    assert not any(r["gold"] == "technical_issue" for r in rows)
+    # the label is reached only by abstaining: every such prediction is an abstention below the threshold
+    for r in rows:
+        assert r["pred"] != "technical_issue"
+        if r["pred"] == "unknown_intent":
+            assert r["details"]["abstained"] and r["confidence"] < 0.6
+        assert "unknown_intent" not in (r.get("label_probs") or {}) or r["label_probs"]["unknown_intent"] == 0
+    m = record["metrics"]
+    assert m["oos_recall"] == pytest.approx(
+        sum(r["pred"] == "unknown_intent" for r in gold_new) / len(gold_new)
+    )

@@ -115,3 +115,30 @@ def test_abstain_marker_cannot_shadow_a_label() -> None:
 def test_empty_in_scope_is_nan() -> None:
     m = _task(out_of_scope_label="out_of_scope").compute_metrics([ROWS[3]])
     assert math.isnan(m["in_scope_accuracy"]) and math.isnan(m["oos_auroc"])
+
+
+IN_SCOPE_TRAIN = [r for r in TRAIN if r["label"] != "out_of_scope"]
+
+
+def test_untrained_out_of_scope_label_is_reached_only_by_abstaining() -> None:
+    task = ClassificationTask(out_of_scope_label="out_of_scope", abstain={"enabled": True, "threshold": 0.6})
+    task.setup(IN_SCOPE_TRAIN, {"test": [{"id": "x", "text": "?", "label": "out_of_scope"}]})
+    assert task.labels == ["billing", "shipping", "out_of_scope"]
+    assert task.scored_labels == ["billing", "shipping"] == list(task.protocol().labels)
+    assert "out_of_scope" not in task.user_content(
+        {"text": "hi"}
+    )  # the prompt lists what the model can answer
+    assert task.describe()["unscored_labels"] == ["out_of_scope"]
+    rows = task.apply_abstention([_row(0, "out_of_scope", "billing", 0.5), _row(1, "billing", "billing", 0.9)],
+                                 task.choose_abstention(None, "config"))  # fmt: skip
+    m = task.compute_metrics(rows)
+    assert m["oos_recall"] == 1.0 and m["in_scope_accuracy"] == 1.0 and m["accuracy"] == 1.0
+
+
+def test_untrained_out_of_scope_label_without_abstention_is_a_clear_error() -> None:
+    task = ClassificationTask(out_of_scope_label="out_of_scope")
+    with pytest.raises(
+        TaskError,
+        match=r"not one of the 2 training labels \(billing, shipping\).*task\.abstain\.enabled=true",
+    ):
+        task.setup(IN_SCOPE_TRAIN, {})

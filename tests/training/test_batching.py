@@ -91,3 +91,26 @@ def test_fit_prompt_keeps_head_and_tail_and_training_cuts_the_same_way():
     assert cut == list(range(10)) + list(range(70, 100))  # head = budget // 4 = 10, tail = 30
     assert fit_prompt(list(range(1000)), 200)[:32] == list(range(32))  # head capped at 32
     assert len(fit_prompt(list(range(1000)), 200)) == 200
+
+
+def test_class_balance_weights_and_weighted_sampler_lift_the_small_class():
+    from collections import Counter
+
+    from slmforge.training.batching import WindowSampler, class_balance_weights
+
+    labels = ["ham"] * 90 + ["spam"] * 10
+    assert class_balance_weights(labels, 0.0) is None
+    full = class_balance_weights(labels, 1.0)
+    assert full[0] == pytest.approx(1 / 90) and full[-1] == pytest.approx(1 / 10)
+    assert class_balance_weights(labels, 0.5)[-1] == pytest.approx(10**-0.5)
+    with pytest.raises(ValueError, match=r"train.class_balance=1.5 must be in \[0, 1\]"):
+        class_balance_weights(labels, 1.5)
+    sampler = WindowSampler([5] * 100, window_size=16, seed=3, weights=full)
+    drawn = [labels[i] for w in sampler for i in w]
+    assert len(drawn) == 100 and len(sampler) == 7  # same epoch length, with replacement
+    share = Counter(drawn)["spam"] / 100
+    assert 0.35 < share < 0.65  # ~50% instead of 10%
+    again = [i for w in WindowSampler([5] * 100, window_size=16, seed=3, weights=full) for i in w]
+    assert again == [i for w in sampler for i in w]  # seeded
+    sampler.set_epoch(1)
+    assert [i for w in sampler for i in w] != again  # a fresh draw each epoch

@@ -50,6 +50,16 @@ class DataSpec:
     per_label_train: int | None = None  # at most this many rows per label (classification), seeded
     per_label_validation: int | None = None
     per_label_test: int | None = None
+    # Simulated out-of-scope traffic: these labels (a count, chosen seeded, or a list) leave train and
+    # validation, and their test rows are relabelled ``out_of_scope_label``.
+    holdout_labels: int | list[str] | None = None
+    out_of_scope_label: str = "out_of_scope"
+    # Simulated minority classes: the train rows of these labels (a count or a list) are cut to this share.
+    minority_labels: int | list[str] | None = None
+    minority_fraction: float = 0.05
+    label_choice_seed: int = (
+        0  # picks counted holdout/minority labels; fixed so every seed sees the same ones
+    )
     seed: int = 0
 
 
@@ -60,6 +70,8 @@ class DatasetSplits:
     test: list[dict[str, Any]]
     fingerprint: str
     origin: dict[str, str]
+    # What load_splits changed in the labels (held-out / minority labels), for the results record.
+    label_changes: dict[str, Any] = field(default_factory=dict)
 
     def get(self, split: str) -> list[dict[str, Any]]:
         if split not in SPLITS:
@@ -261,6 +273,7 @@ def load_splits(spec: DataSpec | dict[str, Any]) -> DatasetSplits:
         n_val = max(1, round(len(train) * spec.validation_fraction))
         rows["validation"], rows["train"] = train[:n_val], train[n_val:]
         origin["validation"] = f"{spec.validation_fraction:.0%} of train (seed={spec.seed})"
+    label_changes = _change_labels(rows, spec)
     # Per-label caps first (balanced learning curves, a quick but still stratified test split), then the
     # overall caps; split i draws with seed + i, so each split's sample never depends on another's settings.
     for i, split in enumerate(SPLITS):
@@ -275,7 +288,80 @@ def load_splits(spec: DataSpec | dict[str, Any]) -> DatasetSplits:
             rows[split] = _per_label(rows[split], int(k), spec.seed + i)
         rows[split] = _subsample(rows[split], getattr(spec, f"max_{split}_examples"), spec.seed + i)
     _check_ids_unique(rows, spec)
-    return DatasetSplits(**rows, fingerprint=_fingerprint(rows), origin=origin)
+    return DatasetSplits(**rows, fingerprint=_fingerprint(rows), origin=origin, label_changes=label_changes)
+
+
+def _chosen_labels(
+    spec: DataSpec, key: str, value: int | list[str], labels: list[str], taken: set[str]
+) -> list[str]:
+    """``value`` labels: the named ones (each must exist), or that many drawn with ``label_choice_seed``
+    from the training labels not already ``taken``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str, list, tuple)):
+        raise DataError(f"data.{key}={value!r} must be a number of labels or a list of labels")
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, int):
+        pool = [lab for lab in labels if lab not in taken]
+        if not 0 < value < len(pool):
+            raise DataError(
+                f"data.{key}={value} must be between 1 and {len(pool) - 1} (the training split has "
+                f"{len(pool)} labels to choose from)"
+            )
+        return sorted(random.Random(f"{key}:{spec.label_choice_seed}").sample(pool, value))
+    named = [str(x) for x in value]
+    unknown = [lab for lab in named if lab not in labels]
+    if unknown:
+        raise DataError(
+            f"data.{key} names label(s) {unknown[:5]} that the training split does not have; "
+            f"labels include {labels[:8]}"
+        )
+    return sorted(set(named))
+
+
+def _change_labels(rows: dict[str, list[dict[str, Any]]], spec: DataSpec) -> dict[str, Any]:
+    """Simulate out-of-scope traffic (``holdout_labels``) and minority classes (``minority_labels``)."""
+    if spec.holdout_labels is None and spec.minority_labels is None:
+        return {}
+    if _target_key(spec)[0] != "label":
+        raise DataError(
+            f"data '{spec.name}': data.holdout_labels / data.minority_labels need labelled rows (classification)"
+        )
+    labels = sorted({r["label"] for r in rows["train"]})
+    changes: dict[str, Any] = {}
+    held: list[str] = []
+    if spec.holdout_labels is not None:
+        held = _chosen_labels(spec, "holdout_labels", spec.holdout_labels, labels, set())
+        oos = str(spec.out_of_scope_label)
+        if oos in labels:
+            raise DataError(
+                f"data.out_of_scope_label={oos!r} is already a training label; name a label the data does not use"
+            )
+        gone = set(held)
+        for split in ("train", "validation"):
+            rows[split] = [r for r in rows[split] if r["label"] not in gone]
+        rows["test"] = [{**r, "label": oos} if r["label"] in gone else r for r in rows["test"]]
+        changes["holdout_labels"] = held
+        changes["out_of_scope_label"] = oos
+        changes["n_out_of_scope_test"] = sum(r["label"] == oos for r in rows["test"])
+    if spec.minority_labels is not None:
+        if not 0.0 < float(spec.minority_fraction) <= 1.0:
+            raise DataError(f"data.minority_fraction={spec.minority_fraction} must be in (0, 1]")
+        minority = _chosen_labels(spec, "minority_labels", spec.minority_labels, labels, set(held))
+        rng = random.Random(f"minority:{spec.seed}")
+        by_label: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(rows["train"]):
+            by_label[r["label"]].append(i)
+        drop: set[int] = set()
+        kept = {}
+        for lab in minority:
+            idx = by_label[lab]
+            keep = max(1, round(len(idx) * float(spec.minority_fraction)))
+            drop.update(set(idx) - set(rng.sample(idx, keep)))
+            kept[lab] = keep
+        rows["train"] = [r for i, r in enumerate(rows["train"]) if i not in drop]
+        changes["minority_labels"] = kept  # label -> training rows kept
+        changes["minority_fraction"] = float(spec.minority_fraction)
+    return changes
 
 
 def _check_ids_unique(rows: dict[str, list[dict[str, Any]]], spec: DataSpec) -> None:

@@ -37,6 +37,14 @@ from slmforge.tasks.base import PredictionProtocol, Task, TaskError, options_fro
 log = logging.getLogger("slmforge")
 
 LABEL_VARIANT_POLICIES = ("warn", "merge", "keep")
+PRIMARY_METRICS = ("auto", "accuracy", "macro_f1")
+# Classes are imbalanced when the label distribution's normalised entropy (1 = even) is under
+# IMBALANCE_ENTROPY (sms_spam's 13% spam: 0.55; a 60/34/6 three-class set: 0.77; banking77: 0.99) or the
+# smallest class has under IMBALANCE_MEDIAN_SHARE of the median class's rows (banking77 with some intents
+# cut to 5%; its natural smallest intent has 0.27 of the median). Accuracy then rewards never predicting the
+# small classes, so ``primary_metric=auto`` picks macro-F1.
+IMBALANCE_ENTROPY = 0.9
+IMBALANCE_MEDIAN_SHARE = 0.2
 # The prediction of an abstained row when the task has no out-of-scope label (never a valid label: counted
 # wrong by accuracy, and as not covered).
 ABSTAIN = "abstain"
@@ -89,6 +97,7 @@ class ClassificationTask(Task):
         max_length: int = 512,
         out_of_scope_label: str | None = None,
         abstain: AbstainOptions | dict[str, Any] | None = None,
+        primary_metric: str = "auto",
     ) -> None:
         super().__init__(system_prompt=system_prompt, instruction=instruction, max_length=max_length)
         if label_variants not in LABEL_VARIANT_POLICIES:
@@ -102,6 +111,22 @@ class ClassificationTask(Task):
         self.label_descriptions = dict(label_descriptions or {})
         self.out_of_scope_label = None if out_of_scope_label is None else str(out_of_scope_label)
         self.abstain = options_from_config(AbstainOptions, abstain, "abstain")
+        if primary_metric not in PRIMARY_METRICS:
+            raise TaskError(f"task.primary_metric={primary_metric} is not one of {list(PRIMARY_METRICS)}")
+        self.primary_metric_choice = primary_metric
+        self._primary = "accuracy" if primary_metric == "auto" else primary_metric
+        # Labels the model is never asked to score: an out-of-scope label with no training rows, reached only
+        # by abstaining (set in setup).
+        self.unscored_labels: set[str] = set()
+
+    @property
+    def primary_metric(self) -> str:
+        return self._primary
+
+    @property
+    def scored_labels(self) -> list[str]:
+        """The labels predictors choose among (all labels but an untrained out-of-scope one)."""
+        return [lab for lab in self.labels if lab not in self.unscored_labels]
 
     @property
     def selective(self) -> bool:
@@ -111,8 +136,22 @@ class ClassificationTask(Task):
     def setup(self, train: Sequence[dict[str, Any]], others: dict[str, Sequence[dict[str, Any]]]) -> None:
         self._label_variants({"train": train, **others})
         train_labels = sorted({ex["label"] for ex in train})
+        oos = self.out_of_scope_label
         if not self.labels:
             self.labels = train_labels
+            if oos is not None and oos not in train_labels:
+                # Out-of-scope traffic the model was never trained on: only abstention can answer it.
+                if not self.abstain.enabled:
+                    shown = ", ".join(train_labels[:10]) + (", ..." if len(train_labels) > 10 else "")
+                    raise TaskError(
+                        f"task.out_of_scope_label={oos!r} is not one of the {len(train_labels)} training labels "
+                        f"({shown}), so the model can never predict it: name the label that means 'none of "
+                        f"these', set task.out_of_scope_label=null, or turn on task.abstain.enabled=true "
+                        f"(low-confidence answers become {oos!r})"
+                    )
+                log.info("task.out_of_scope_label=%r has no training rows: only abstention answers it", oos)
+                self.labels = [*train_labels, oos]
+                self.unscored_labels = {oos}
         if len(self.labels) < 2:
             raise TaskError(f"classification needs at least 2 labels; the training split has {train_labels}")
         allowed = set(self.labels)
@@ -135,6 +174,14 @@ class ClassificationTask(Task):
                     f"{'training' if split != 'train' else 'configured'} labels; a model cannot predict a "
                     f"label it never saw. Add them to the training data, drop those rows, or list all "
                     f"labels in task.labels=[...]"
+                )
+
+        if self.primary_metric_choice == "auto":
+            self._primary = "macro_f1" if imbalanced(Counter(ex["label"] for ex in train)) else "accuracy"
+            if self._primary == "macro_f1":
+                log.info(
+                    "the training labels are imbalanced: the primary metric is macro_f1 "
+                    "(task.primary_metric=accuracy keeps accuracy)"
                 )
 
     def _label_variants(self, splits: dict[str, Sequence[dict[str, Any]]]) -> None:
@@ -174,9 +221,11 @@ class ClassificationTask(Task):
         parts = [self.instruction]
         if self.label_list_in_prompt and self.labels:
             if self.label_descriptions:
-                listing = "\n".join(f"- {lab}: {self.label_descriptions.get(lab, '')}" for lab in self.labels)
+                listing = "\n".join(
+                    f"- {lab}: {self.label_descriptions.get(lab, '')}" for lab in self.scored_labels
+                )
             else:
-                listing = ", ".join(self.labels)
+                listing = ", ".join(self.scored_labels)
             parts.append(f"Labels: {listing}")
         parts.append(f"Text: {example['text']}")
         return "\n".join(parts)
@@ -342,7 +391,7 @@ class ClassificationTask(Task):
     output_format = "label"
 
     def protocol(self) -> PredictionProtocol:
-        return replace(super().protocol(), labels=tuple(self.labels) or None)
+        return replace(super().protocol(), labels=tuple(self.scored_labels) or None)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -350,6 +399,8 @@ class ClassificationTask(Task):
             "label_mapping": self.label_mapping,
             "labels": self.labels,
             "n_labels": len(self.labels),
+            **({"unscored_labels": sorted(self.unscored_labels)} if self.unscored_labels else {}),
+            "primary_metric": self.primary_metric,
             **(
                 {"out_of_scope_label": self.out_of_scope_label} if self.out_of_scope_label is not None else {}
             ),
@@ -365,3 +416,18 @@ def _f1_from_strings(rows: Sequence[PredictionRow], labels: list[str]) -> dict[s
         fn = sum(r.pred != lab and r.gold == lab for r in rows)
         per[lab] = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
     return {"per_class_f1": per, "macro_f1": sum(per.values()) / len(per)}
+
+
+def imbalanced(counts: Counter) -> bool:
+    """Whether a label distribution is uneven enough for macro-F1 to lead (see :data:`IMBALANCE_ENTROPY`)."""
+    sizes = sorted(v for v in counts.values() if v > 0)
+    total = sum(sizes)
+    if len(sizes) < 2:
+        return False
+    entropy = -sum(v / total * math.log(v / total) for v in sizes) / math.log(len(sizes))
+    median = (
+        sizes[len(sizes) // 2]
+        if len(sizes) % 2
+        else (sizes[len(sizes) // 2 - 1] + sizes[len(sizes) // 2]) / 2
+    )
+    return entropy < IMBALANCE_ENTROPY or sizes[0] < IMBALANCE_MEDIAN_SHARE * median

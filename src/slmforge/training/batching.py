@@ -79,6 +79,11 @@ class WindowSampler(Sampler[list[int]]):
     Seeded and epoch-aware (``set_epoch``), so resuming from a checkpoint replays the same order.
     With ``group_by_length``, rows are first bucketed by length in mega-batches of 50 windows: much less
     padding at the cost of slightly less random batches.
+
+    ``weights`` (one per row, e.g. :func:`class_balance_weights`): each epoch draws as many rows as there
+    are, with replacement, row i with probability proportional to ``weights[i]``. Resampling rather than
+    weighting the loss keeps every step's gradient an ordinary mean over the rows it holds (the window's
+    supervised-token normalisation stays exact) and costs nothing per step.
     """
 
     def __init__(
@@ -89,7 +94,11 @@ class WindowSampler(Sampler[list[int]]):
         shuffle: bool = True,
         group_by_length: bool = False,
         drop_last: bool = False,
+        weights: Sequence[float] | None = None,
     ) -> None:
+        if weights is not None and len(weights) != len(lengths):
+            raise ValueError(f"{len(weights)} weights for {len(lengths)} rows")
+        self.weights = None if weights is None else [float(w) for w in weights]
         self.lengths = list(lengths)
         self.window_size = window_size
         self.seed = seed
@@ -104,7 +113,9 @@ class WindowSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         idx = list(range(len(self.lengths)))
         rng = random.Random(self.seed + self.epoch)
-        if self.shuffle:
+        if self.weights is not None:
+            idx = rng.choices(idx, weights=self.weights, k=len(idx))
+        elif self.shuffle:
             rng.shuffle(idx)
         if self.group_by_length:
             mega = self.window_size * 50
@@ -125,6 +136,20 @@ class WindowSampler(Sampler[list[int]]):
         if not self.drop_last and len(self.lengths) % self.window_size:
             n += 1
         return n
+
+
+def class_balance_weights(labels: Sequence[Any], power: float) -> list[float] | None:
+    """Sampling weights ``count(label) ** -power`` per row: ``power`` 0 keeps the data's label mix (None),
+    1 draws every class equally often, 0.5 (the square root) lifts small classes without repeating their few
+    rows as often as full balance does."""
+    if not 0.0 <= power <= 1.0:
+        raise ValueError(f"train.class_balance={power} must be in [0, 1]")
+    if power == 0.0:
+        return None
+    counts: dict[Any, int] = {}
+    for lab in labels:
+        counts[lab] = counts.get(lab, 0) + 1
+    return [counts[lab] ** -power for lab in labels]
 
 
 class WindowCollator:

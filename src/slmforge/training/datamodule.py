@@ -14,7 +14,13 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from slmforge.tasks.base import Task
-from slmforge.training.batching import EncodedRow, WindowCollator, WindowSampler, encode_example
+from slmforge.training.batching import (
+    EncodedRow,
+    WindowCollator,
+    WindowSampler,
+    class_balance_weights,
+    encode_example,
+)
 
 
 def _identity(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -35,6 +41,7 @@ class SLMDataModule(L.LightningDataModule):
         group_by_length: bool = False,
         eval_batch_size: int = 16,
         seed: int = 0,
+        class_balance: float = 0.0,
     ) -> None:
         super().__init__()
         self.task = task
@@ -48,6 +55,7 @@ class SLMDataModule(L.LightningDataModule):
         self.group_by_length = group_by_length
         self.eval_batch_size = eval_batch_size
         self.seed = seed
+        self.class_balance = float(class_balance)
         self.rows: list[EncodedRow] = []
         self.sampler: WindowSampler | None = None
 
@@ -61,7 +69,19 @@ class SLMDataModule(L.LightningDataModule):
                 window_size=self.micro_batch_size * self.accumulate,
                 seed=self.seed,
                 group_by_length=self.group_by_length,
+                weights=self._balance_weights(),
             )
+
+    def _balance_weights(self) -> list[float] | None:
+        if not self.class_balance:
+            return None
+        key = self.task.target_key
+        if key != "label":
+            raise ValueError(
+                f"train.class_balance={self.class_balance} needs labelled rows (classification); this task's "
+                f"target is '{key}'; set train.class_balance=0"
+            )
+        return class_balance_weights([ex["label"] for ex in self.train_examples], self.class_balance)
 
     def token_stats(self) -> dict[str, float]:
         self.setup()

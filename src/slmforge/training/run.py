@@ -130,6 +130,7 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         micro_batch_size=int(tcfg.micro_batch_size), accumulate=int(tcfg.accumulate),
         max_length=task.max_length, pad_multiple=int(setup.hardware.get("pad_multiple", 1)),
         group_by_length=bool(tcfg.group_by_length), eval_batch_size=int(ecfg.batch_size), seed=int(cfg.seed),
+        class_balance=float(tcfg.get("class_balance", 0.0)),
     )  # fmt: skip
     val_predictor = setup.predictor()  # a fresh one: it runs the adapted model
     from slmforge.evaluation.runner import predict_rows
