@@ -44,8 +44,10 @@ def test_threshold_is_the_lowest_that_meets_the_target() -> None:
         "threshold": 0.6,
         "coverage": pytest.approx(0.8),
         "accuracy": 0.75,
+        "answered_accuracy": pytest.approx(0.6),
         "met_target": True,
         "target_accuracy": 0.7,
+        "rule": "selective_accuracy",
         "n": 5,
     }
     assert choose_threshold(CONF, CORRECT, 0.95)["threshold"] == 0.9

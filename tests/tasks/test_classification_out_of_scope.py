@@ -73,7 +73,9 @@ def test_threshold_chosen_on_validation_turns_low_confidence_into_out_of_scope()
     choice = task.choose_abstention(ROWS, "validation")
     # descending: .9 ok, .8 ok, .7 ok, .5 wrong (acc .75 at coverage .8), .4 wrong (.6)
     assert choice["threshold"] == 0.5 and choice["chosen_on"] == "validation" and choice["met_target"]
-    assert choice["there"] == {"n": 5, "coverage": pytest.approx(0.8), "accuracy": 0.75}
+    assert choice["there"] == {
+        "n": 5, "coverage": pytest.approx(0.8), "accuracy": 0.75, "answered_accuracy": pytest.approx(0.6)
+    }  # fmt: skip
     out = task.apply_abstention(ROWS, choice)
     assert [r.pred for r in out] == ["billing", "billing", "out_of_scope", "out_of_scope", "shipping"]
     assert out[2].details == {"raw_pred": "billing", "abstained": True} and out[2].correct == 1.0
@@ -142,3 +144,24 @@ def test_untrained_out_of_scope_label_without_abstention_is_a_clear_error() -> N
         match=r"not one of the 2 training labels \(billing, shipping\).*task\.abstain\.enabled=true",
     ):
         task.setup(IN_SCOPE_TRAIN, {})
+
+
+def test_answered_accuracy_rule_abstains_as_much_as_keeps_in_scope_accuracy() -> None:
+    from slmforge.metrics.classification import choose_threshold
+
+    conf = [0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    right = [1, 1, 1, 1, 1, 1, 1, 0, 1, 0]  # 8 of 10 right
+    # answered-and-right share at threshold 0.6: 5/10; at 0.4: 7/10; at 0.2: 8/10
+    chosen = choose_threshold(conf, right, 0.7, rule="answered_accuracy")
+    assert (
+        chosen["threshold"] == 0.4
+        and chosen["met_target"]
+        and chosen["answered_accuracy"] == pytest.approx(0.7)
+    )
+    assert chosen["coverage"] == pytest.approx(0.7) and chosen["accuracy"] == 1.0
+    # the selective rule goes the other way: the lowest threshold whose answered rows are >= 70% right
+    assert choose_threshold(conf, right, 0.7)["threshold"] == 0.1
+    unreachable = choose_threshold(conf, right, 0.9, rule="answered_accuracy")
+    assert unreachable["threshold"] == 0.1 and not unreachable["met_target"]  # answer everything
+    with pytest.raises(TaskError, match=r"task\.abstain\.rule=coverage is not one of"):
+        ClassificationTask(abstain={"enabled": True, "rule": "coverage"})

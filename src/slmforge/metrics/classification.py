@@ -280,27 +280,49 @@ def accuracy_coverage_auc(curve: dict[str, list[float]]) -> float:
     return sum(a * (cov[i + 1] - cov[i]) for i, a in enumerate(curve["accuracy"]))
 
 
+ABSTAIN_RULES = ("selective_accuracy", "answered_accuracy")
+
+
 def choose_threshold(
-    confidence: Sequence[float], correct: Sequence[float], target_accuracy: float
+    confidence: Sequence[float],
+    correct: Sequence[float],
+    target_accuracy: float,
+    rule: str = "selective_accuracy",
 ) -> dict[str, Any]:
-    """The abstention threshold: the lowest confidence threshold whose covered rows reach
-    ``target_accuracy`` (so the most rows are answered), or, when none does, the threshold of the most
-    accurate point (lowest among equals) with ``met_target=False``. Returns ``{"threshold", "coverage",
-    "accuracy", "met_target", "target_accuracy", "n"}`` (coverage and accuracy on these rows)."""
+    """The abstention threshold for ``target_accuracy`` under ``rule``:
+
+    - ``selective_accuracy``: the lowest threshold whose covered rows reach the target (the most rows
+      answered at that accuracy); when none does, the most accurate point (lowest among equals).
+    - ``answered_accuracy``: the highest threshold at which the rows answered *and* right still make up the
+      target share of all rows (abstain as much as that allows: on in-scope validation rows this keeps
+      in-scope accuracy at the target and catches the most out-of-scope traffic); when none does, answer
+      everything.
+
+    ``met_target=False`` says the target was not reached. Returns ``{"threshold", "coverage", "accuracy",
+    "answered_accuracy", "met_target", "target_accuracy", "rule", "n"}`` (on these rows; ``accuracy`` is
+    the selective accuracy of the covered rows)."""
+    if rule not in ABSTAIN_RULES:
+        raise ValueError(f"abstention rule {rule!r} is not one of {list(ABSTAIN_RULES)}")
     curve = coverage_accuracy_curve(confidence, correct)
     if not curve["threshold"]:
         raise ValueError("choose_threshold needs at least one row")
     points = list(zip(curve["threshold"], curve["coverage"], curve["accuracy"], strict=True))
-    meeting = [p for p in points if p[2] >= target_accuracy]
-    met = bool(meeting)
-    # Thresholds descend along the curve: the last point meeting the target has the lowest threshold.
-    t, cov, acc = meeting[-1] if met else max(reversed(points), key=lambda p: p[2])
+    if rule == "selective_accuracy":
+        meeting = [p for p in points if p[2] >= target_accuracy]
+        # Thresholds descend along the curve: the last point meeting the target has the lowest threshold.
+        t, cov, acc = meeting[-1] if meeting else max(reversed(points), key=lambda p: p[2])
+    else:
+        # answered-and-right share (coverage x selective accuracy) only grows as the threshold falls
+        meeting = [p for p in points if p[1] * p[2] >= target_accuracy - 1e-12]
+        t, cov, acc = meeting[0] if meeting else points[-1]
     return {
         "threshold": t,
         "coverage": cov,
         "accuracy": acc,
-        "met_target": met,
+        "answered_accuracy": cov * acc,
+        "met_target": bool(meeting),
         "target_accuracy": float(target_accuracy),
+        "rule": rule,
         "n": len(confidence),
     }
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from slmforge.metrics.classification import (
+    ABSTAIN_RULES,
     ClassificationMetrics,
     accuracy_coverage_auc,
     choose_threshold,
@@ -56,12 +57,16 @@ class AbstainOptions:
 
     enabled: abstain at all. threshold: ``auto`` (chosen on the validation predictions, which the
     evaluation then predicts first) or a fixed float in [0, 1]. target_accuracy: what ``auto`` asks of the
-    answered validation rows; higher answers fewer rows.
+    validation rows under ``rule``: ``selective_accuracy`` (the answered rows' accuracy; higher answers fewer
+    rows) or ``answered_accuracy`` (the share of all rows answered and right: the most abstention that keeps
+    in-scope accuracy at the target, the rule for catching out-of-scope traffic). See
+    :func:`~slmforge.metrics.classification.choose_threshold`.
     """
 
     enabled: bool = False
     threshold: float | str = "auto"
     target_accuracy: float = 0.9
+    rule: str = "selective_accuracy"
 
     def __post_init__(self) -> None:
         t = self.threshold
@@ -72,6 +77,8 @@ class AbstainOptions:
             raise ValueError(f"task.abstain.threshold={t} must be auto or a number in [0, 1]")
         if not 0.0 < float(self.target_accuracy) <= 1.0:
             raise ValueError(f"task.abstain.target_accuracy={self.target_accuracy} must be in (0, 1]")
+        if self.rule not in ABSTAIN_RULES:
+            raise ValueError(f"task.abstain.rule={self.rule} is not one of {list(ABSTAIN_RULES)}")
 
 
 class ClassificationTask(Task):
@@ -297,19 +304,22 @@ class ClassificationTask(Task):
             [float(r.confidence) for r in scored],  # type: ignore[arg-type]
             [float(self._raw_pred(r) == r.gold) for r in scored],
             float(opts.target_accuracy),
+            rule=opts.rule,
         )
         if not chosen["met_target"]:
             log.warning(
-                "no abstention threshold reaches task.abstain.target_accuracy=%s on %s (best: %.3f at coverage "
-                "%.3f); using that one", opts.target_accuracy, where, chosen["accuracy"], chosen["coverage"],
+                "no abstention threshold reaches task.abstain.target_accuracy=%s (%s) on %s (chosen: accuracy "
+                "%.3f, answered and right %.3f, at coverage %.3f)", opts.target_accuracy, opts.rule, where,
+                chosen["accuracy"], chosen["answered_accuracy"], chosen["coverage"],
             )  # fmt: skip
         return {
             "threshold": chosen["threshold"],
             "chosen_on": where,
             "target_accuracy": chosen["target_accuracy"],
+            "rule": chosen["rule"],
             "met_target": chosen["met_target"],
             # what the threshold gave where it was chosen (the evaluated split's own: metrics.coverage, ...)
-            "there": {k: chosen[k] for k in ("n", "coverage", "accuracy")},
+            "there": {k: chosen[k] for k in ("n", "coverage", "accuracy", "answered_accuracy")},
         }
 
     def apply_abstention(
