@@ -96,7 +96,9 @@ def test_banking77_out_of_scope_recipe_catches_more_held_out_traffic_than_the_ba
         "slmforge-train", "experiment=banking77_oos", f"paths.shared_data={SHARED_DATA}",
         "data.per_label_train=8", "train.lr=2e-3", "train.epochs=2", "data.max_validation_examples=67",
         "data.per_label_test=2", "eval.zero_shot=true", "eval.latency_probe_n=2",
-        f"hydra.run.dir={run}", cwd=tmp_path, timeout=2400,
+        # a slice model is ~0.75 accurate: keep 60% of in-scope rows answered and right (the recipe asks 90%
+        # of a full-data model)
+        "task.abstain.target_accuracy=0.6", f"hydra.run.dir={run}", cwd=tmp_path, timeout=2400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     zero = read_results(run / "predictors/zero_shot")
@@ -113,8 +115,8 @@ def test_banking77_out_of_scope_recipe_catches_more_held_out_traffic_than_the_ba
     # At the same in-scope coverage, the fine-tuned model's confidence separates held-out intents better.
     assert at["finetuned"] > at["zero_shot"], (at, zero.metrics["oos_auroc"], tuned.metrics["oos_auroc"])
     assert tuned.metrics["oos_auroc"] > zero.metrics["oos_auroc"] + 0.05
-    # and its own threshold (chosen on in-scope validation rows) catches some out-of-scope rows
-    assert (
-        tuned.metrics["oos_recall"] > 0.2
-        and tuned.metrics["in_scope_accuracy"] > zero.metrics["in_scope_accuracy"]
-    )
+    # and each model's own threshold (chosen on in-scope validation rows for the same in-scope accuracy):
+    # the base model cannot afford to abstain, the fine-tuned one catches out-of-scope rows
+    assert tuned.metrics["oos_recall"] > zero.metrics["oos_recall"], (zero.metrics, tuned.metrics)
+    assert tuned.metrics["oos_recall"] > 0.2
+    assert tuned.metrics["in_scope_accuracy"] > zero.metrics["in_scope_accuracy"]
