@@ -109,9 +109,11 @@ def build_report(
 def sweep_sections(
     cfg: DictConfig, records: Sequence[ResultsRecord], pricing: Pricing, evidence: Evidence
 ) -> list[ExtraSection]:
-    """The sections only some comparisons have: the learning curve (records of a training-size sweep) and the
-    break-even volume (a fine-tuned predictor next to an API one); each is None when it does not apply."""
+    """The sections only some comparisons have: the learning curve (records of a training-size sweep), the
+    break-even volume (a fine-tuned predictor next to an API one) and the sweep leaderboard (a hyperparameter
+    sweep's configurations ranked on validation); each is None when it does not apply."""
     from slmforge.reporting.learning_curve import break_even_section, learning_curve_section
+    from slmforge.reporting.sweep import sweep_leaderboard_section
 
     out_dir = Path(cfg.output_dir)
     training_machine = str(cfg.training_machine) if cfg.get("training_machine") else None
@@ -120,6 +122,7 @@ def sweep_sections(
         break_even_section(
             records, pricing, out_dir, machine=str(cfg.machine), training_machine=training_machine
         ),
+        sweep_leaderboard_section(records, out_dir),
     ]
     return [s for s in sections if s is not None]
 
