@@ -24,6 +24,7 @@ from slmforge.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
     from slmforge.data.sources import DatasetSplits
+    from slmforge.data.validation import ValidationReport
     from slmforge.modeling.loading import LoadedModel
     from slmforge.prediction.base import Predictor
     from slmforge.records import PredictionRow, ResultsRecord
@@ -78,7 +79,8 @@ def build_data(cfg: DictConfig) -> DatasetSplits:
     return load_splits(_spec_from(DataSpec, cfg.data, "data"))
 
 
-def build_task(cfg: DictConfig, splits: DatasetSplits) -> Task:
+def _instantiate_task(cfg: DictConfig, splits: DatasetSplits) -> Task:
+    """The task as configured, checked against the data's target field, not yet set up."""
     import hydra
 
     task: Task = hydra.utils.instantiate(cfg.task, _convert_="all")
@@ -89,6 +91,11 @@ def build_task(cfg: DictConfig, splits: DatasetSplits) -> Task:
             f"task '{task.name}' needs a '{target}' field in every example but data '{cfg.data.name}' gives "
             f"{sorted(sample)}; pick the matching data config or set data.{target}_field"
         )
+    return task
+
+
+def build_task(cfg: DictConfig, splits: DatasetSplits) -> Task:
+    task = _instantiate_task(cfg, splits)
     task.setup(splits.train, {"validation": splits.validation, "test": splits.test})
     return task
 
@@ -113,9 +120,12 @@ def autocast_for(hardware: dict[str, Any]) -> Any:
 
 
 def data_info(cfg: DictConfig, splits: DatasetSplits) -> dict[str, Any]:
+    from slmforge.data.validation import split_fingerprints
+
     return {
         "name": str(cfg.data.name),
         "fingerprint": splits.fingerprint,
+        "fingerprints": split_fingerprints(splits),  # per split: which one changed
         "origin": splits.origin,
         "sizes": {"train": len(splits.train), "validation": len(splits.validation), "test": len(splits.test)},
         **({"label_changes": splits.label_changes} if splits.label_changes else {}),
@@ -313,6 +323,58 @@ def build_setup(cfg: DictConfig, *, with_model: bool = True, run_dir: Path | Non
         cfg=cfg, splits=splits, task=task, lm=lm, hardware=hardware,
         data=data_info(cfg, splits), model=minfo, run=run_info(cfg, run_dir),
     )  # fmt: skip
+
+
+# ---- data validation -----------------------------------------------------------------------------------
+
+
+def build_tokenizer(cfg: DictConfig) -> Any:
+    """The model's tokenizer alone (no weights): what the truncation check needs."""
+    from slmforge.modeling.loading import ModelSpec, load_tokenizer
+
+    return load_tokenizer(_spec_from(ModelSpec, cfg.model, "model"))
+
+
+def build_for_validation(cfg: DictConfig) -> tuple[DatasetSplits, Task, Any, str | None]:
+    """What ``slmforge-validate`` checks: the data, the task and, when ``validation.truncation`` is on, the
+    model's tokenizer (never its weights). A task that cannot be set up on this data (a test label train
+    lacks, a gold record off the schema) comes back with the reason instead of raising, so the report still
+    lists every finding; truncation is then not checked. Returns (splits, task, tokenizer, reason)."""
+    from slmforge.data.validation import validation_config
+    from slmforge.errors import TaskError, user_error_message
+
+    config = validation_config(cfg.get("validation"))
+    with stage("data"):
+        splits = build_data(cfg)
+        task = _instantiate_task(cfg, splits)
+        try:
+            task.setup(splits.train, {"validation": splits.validation, "test": splits.test})
+        except TaskError as e:
+            return splits, task, None, user_error_message(e)
+    tokenizer = None
+    if config.on("truncation"):
+        with stage(f"tokenizer {cfg.model.name}"):
+            tokenizer = build_tokenizer(cfg)
+            task.set_length_bound(tokenizer, splits.train)
+    return splits, task, tokenizer, None
+
+
+def check_data(setup: Setup, folder: Path) -> ValidationReport | None:
+    """The ``validation`` checks over a built setup (its data, set-up task and tokenizer): the report is
+    written to ``folder``, each warning logged as one line, and an error finding raises ``DataError`` (the
+    command's one ``error:`` line). None, and nothing written, when every check is off."""
+    from slmforge.data.validation import enforce, validate_splits, validation_config
+
+    config = validation_config(setup.cfg.get("validation"))
+    if not any(config.on(check) for check in config.severity):
+        return None
+    tokenizer = setup.lm.tokenizer if setup.lm is not None and config.on("truncation") else None
+    with stage("data validation"):
+        report = validate_splits(
+            setup.splits, setup.task.target_key, config, tokenizer=tokenizer, task=setup.task
+        )
+    enforce(report, folder)
+    return report
 
 
 def evaluate_predictor(

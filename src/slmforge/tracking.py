@@ -316,6 +316,14 @@ def log_evaluation(
     lg.call(f"logging the {prefix} evaluation", log_it)
 
 
+def log_summary(loggers: list[Logger], values: dict[str, Any], what: str) -> None:
+    """Scalars into the W&B run's summary (nothing without a W&B logger; a W&B failure is a warning)."""
+    lg = _wandb_logger(loggers)
+    if lg is None:
+        return
+    lg.call(f"logging {what}", lambda run: run.summary.update(values))
+
+
 def artifact_name(name: str) -> str:
     """A W&B artifact name (letters, digits, ``-``, ``_``, ``.``; at most 128 characters)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:128]

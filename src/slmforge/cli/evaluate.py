@@ -1,8 +1,8 @@
 """``slmforge-evaluate``: score the base model (zero-/k-shot) or a saved adapter on any split.
 
-Uses the same setup, predictor and evaluation code as validation inside training. Writes ``results.json``
-and ``predictions.jsonl`` to its run directory (record first; ``eval.validation_predictions=true`` then adds
-``predictions_validation.jsonl`` for routing).
+Uses the same setup, predictor and evaluation code as validation inside training, after the same data checks
+(``validation.{json,md}``). Writes ``results.json`` and ``predictions.jsonl`` to its run directory (record
+first; ``eval.validation_predictions=true`` then adds ``predictions_validation.jsonl`` for routing).
 
     slmforge-evaluate                                    # base model, zero-shot, test split
     slmforge-evaluate run_dir=outputs/train/runs/<run>   # that run's model/data/task + its adapter
@@ -97,8 +97,9 @@ def _rename_output(out_dir: Path, default: str, name: str) -> Path:
 
 
 def evaluate(cfg: DictConfig) -> ResultsRecord:
-    from slmforge.build import build_setup, evaluate_predictor, to_container
+    from slmforge.build import build_setup, check_data, evaluate_predictor, to_container
     from slmforge.checks import check_run_config
+    from slmforge.data.validation import validation_config
     from slmforge.modeling.adapters import merged_adapter
     from slmforge.records import RESOLVED_CONFIG_FILE
     from slmforge.tracking import log_evaluation, make_loggers, predictions_to_log
@@ -112,11 +113,13 @@ def evaluate(cfg: DictConfig) -> ResultsRecord:
         method = "k_shot" if method == "zero_shot" else "finetuned_k_shot"
     out_dir = _rename_output(run_dir_of(cfg), default_name, output_name(cfg, method, k))
     check_run_config(cfg, out_dir, training=False)
+    validation_config(cfg.get("validation"))  # a bad check name or severity, before anything runs
     from slmforge.training.run_folder import save_job_config
 
     save_job_config(composed, out_dir)  # re-runnable: slmforge-rerun <this folder>
     setup = build_setup(cfg, run_dir=out_dir)
     assert setup.lm is not None
+    check_data(setup, out_dir)  # e.g. a new test file that overlaps the run's training data
     adapter = None
     if cfg.get("adapter_path"):
         from slmforge.modeling.adapter_files import load_adapter

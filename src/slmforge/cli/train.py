@@ -1,6 +1,6 @@
 """``slmforge-train``: fine-tune a causal LM with an adapter and compare it with the zero-shot base model.
 
-Reads top to bottom: setup (data, task, model) -> zero-shot baseline -> fit -> test -> save -> summary.
+Reads top to bottom: setup (data, task, model) -> data checks -> zero-shot baseline -> fit -> test -> save -> summary.
 Each run directory ends up with:
 
     .hydra/config.yaml          the composed config (re-run it: slmforge-rerun <run dir>)
@@ -11,6 +11,7 @@ Each run directory ends up with:
     checkpoints/last.ckpt       trainable weights + optimizer state, for ckpt_path=last
     metrics.json                a summary of both evaluations and of training
     train.log                   each stage with its duration
+    validation.json, .md        the data checks (conf/validation/), run first; an error finding stops here
 
 Heavy libraries (torch, Lightning, transformers) are imported inside the functions, so ``--help``,
 ``--cfg job`` and shell completion answer without loading them.

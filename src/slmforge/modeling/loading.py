@@ -361,6 +361,7 @@ def _honour_pretrained(spec: ModelSpec) -> ModelSpec:
 
 def load_tokenizer(spec: ModelSpec) -> PreTrainedTokenizerBase:
     """The tokenizer alone (cheap once the GGUF cache exists)."""
+    spec = _honour_pretrained(spec)  # the tokenizer of the weights load_model would load
     if spec.source == "gguf":
         gguf = _gguf_path(spec)
         cached = _gguf_cache(spec, gguf)

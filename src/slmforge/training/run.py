@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from slmforge.build import (
     adapter_info,
     build_setup,
+    check_data,
     evaluate_predictor,
     resolve_ckpt,
     stage,
@@ -72,14 +73,16 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     import lightning as L
 
     from slmforge.checks import check_run_config
+    from slmforge.data.validation import validation_config
     from slmforge.modeling.adapter_files import save_adapter
     from slmforge.modeling.adapters import AdapterSpec, apply_adapter, merged_adapter, trainable_parameters
-    from slmforge.tracking import log_adapter, log_evaluation, make_loggers, predictions_to_log
+    from slmforge.tracking import log_adapter, log_evaluation, log_summary, make_loggers, predictions_to_log
     from slmforge.training.datamodule import SLMDataModule
     from slmforge.training.module import CausalLMModule
 
     rank_zero = process_rank() == 0
     check_run_config(cfg, run_dir)  # every bad value at once, before anything runs
+    validation_config(cfg.get("validation"))  # a bad check name or severity, before anything runs
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     tcfg, ecfg = cfg.train, cfg.eval
     ckpt_path = resolve_ckpt(cfg.get("ckpt_path"), run_dir)
@@ -91,6 +94,9 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "this sweep optimises the validation metric but the validation split is empty; give the data a "
             "validation split (data.validation_path=... or data.validation_fraction=0.1)"
         )
+    # The data checks (conf/validation/): the report beside the run, each warning logged, and an error
+    # finding stops the run here, before the zero-shot evaluation and training.
+    validation = check_data(setup, run_dir) if rank_zero else None
     run_dir.mkdir(parents=True, exist_ok=True)
     if rank_zero:
         (run_dir / RESOLVED_CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -108,6 +114,8 @@ def fit_and_evaluate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         resume_id=resume_id,
     )  # fmt: skip
     log_rows = predictions_to_log(cfg.get("logger"))
+    if validation is not None:
+        log_summary(loggers, validation.summary(), "the data validation counts")
     predictors_dir = run_dir / PREDICTORS_DIR
     records: dict[str, ResultsRecord] = {}
 

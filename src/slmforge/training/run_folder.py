@@ -35,7 +35,7 @@ LOCK_FILE = ".lock"
 RESUMABLE = (
     "ckpt_path", "overwrite", "train.epochs", "train.max_steps", "train.checkpoint_every_n_steps",
     "train.val_check_interval", "logger", "progress_bar", "tags", "eval.batch_size", "eval.latency_probe_n",
-    "hardware.trainer.devices", "paths",
+    "hardware.trainer.devices", "paths", "validation",  # data checks: they never change what is trained
 )  # fmt: skip
 _held: list[IO[str]] = []  # open lock files: released when the process ends, however it ends
 
