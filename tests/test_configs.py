@@ -12,7 +12,18 @@ from omegaconf import OmegaConf
 from slmforge.config import config_dir
 
 CONF = Path(config_dir())
-GROUPS = ["model", "adapter", "data", "task", "hardware", "logger", "experiment", "debug", "hparams_search"]
+GROUPS = [
+    "model",
+    "adapter",
+    "data",
+    "task",
+    "hardware",
+    "logger",
+    "experiment",
+    "debug",
+    "hparams_search",
+    "validation",
+]
 # Options that need a value the user supplies (a file path, a hub id) are composed with one.
 NEEDS = {
     ("data", "jsonl"): ["data.train_path=a.jsonl", "data.test_path=b.jsonl"],

@@ -22,12 +22,12 @@ from clihelp import run_cli
 
 BOUND_S = 2.5
 HEAVY = ("torch", "lightning", "transformers", "peft", "wandb", "datasets", "pandas", "matplotlib")
-COMMANDS = ("train", "evaluate", "compare", "report", "route", "serve")
-WITH_MODEL = {"train", "evaluate", "compare", "serve"}
+COMMANDS = ("train", "evaluate", "compare", "report", "route", "serve", "validate")
+WITH_MODEL = {"train", "evaluate", "compare", "serve", "validate"}
 # A key only that command's config has: --help and --cfg job show the command's own config.
 OWN_KEY = {
     "train": "objective_required:", "evaluate": "shot_selection:", "compare": "k_shot_baselines:",
-    "report": "runs: ???", "route": "cheap: ???", "serve": "served_name:",
+    "report": "runs: ???", "route": "cheap: ???", "serve": "served_name:", "validate": "job_name: validate",
 }  # fmt: skip
 
 
