@@ -90,3 +90,11 @@ def test_minority_labels_are_chosen_apart_from_held_out_ones(files: dict) -> Non
 
 def test_no_label_changes_by_default(files: dict) -> None:
     assert load_splits(_spec(files)).label_changes == {}
+
+
+def test_label_changes_come_after_the_per_label_caps(files: dict) -> None:
+    splits = load_splits(_spec(files, holdout_labels=3, per_label_test=2, per_label_train=10, minority_labels=1,
+                               minority_fraction=0.2))  # fmt: skip
+    test = label_counts(splits.test)
+    assert test["out_of_scope"] == 6 and len(splits.test) == 16  # 2 rows of each of the 8 intents
+    assert sorted(label_counts(splits.train).values()) == [2, 10, 10, 10, 10]  # 20% of the capped 10

@@ -273,7 +273,6 @@ def load_splits(spec: DataSpec | dict[str, Any]) -> DatasetSplits:
         n_val = max(1, round(len(train) * spec.validation_fraction))
         rows["validation"], rows["train"] = train[:n_val], train[n_val:]
         origin["validation"] = f"{spec.validation_fraction:.0%} of train (seed={spec.seed})"
-    label_changes = _change_labels(rows, spec)
     # Per-label caps first (balanced learning curves, a quick but still stratified test split), then the
     # overall caps; split i draws with seed + i, so each split's sample never depends on another's settings.
     for i, split in enumerate(SPLITS):
@@ -287,6 +286,10 @@ def load_splits(spec: DataSpec | dict[str, Any]) -> DatasetSplits:
                 )
             rows[split] = _per_label(rows[split], int(k), spec.seed + i)
         rows[split] = _subsample(rows[split], getattr(spec, f"max_{split}_examples"), spec.seed + i)
+    # After the caps: held-out intents keep their capped share of the test split (per_label_test=2 still
+    # draws 2 rows of each held-out intent before they become one out-of-scope label), and minority labels
+    # are cut relative to the rows the other labels kept.
+    label_changes = _change_labels(rows, spec)
     _check_ids_unique(rows, spec)
     return DatasetSplits(**rows, fingerprint=_fingerprint(rows), origin=origin, label_changes=label_changes)
 
