@@ -14,7 +14,7 @@ import pytest
 
 from clihelp import FAST, run_cli
 
-GOLDEN_LOSSES = [10.8670, 10.7540, 10.7955, 10.6802]
+GOLDEN_LOSSES = [10.8618, 10.7638, 10.8018, 10.7081]  # re-pinned: default label smoothing 0.1, r 8, no warm-up
 
 
 def test_tiny_run_losses_are_pinned(tmp_path: Path) -> None:
