@@ -215,11 +215,24 @@ def _per_label(rows: list[dict[str, Any]], k: int, seed: int) -> list[dict[str, 
     return keep
 
 
+def _row_bytes(ex: dict[str, Any]) -> bytes:
+    """The one encoding every data fingerprint hashes a canonical row with."""
+    return json.dumps(ex, sort_keys=True, default=str).encode()
+
+
+def rows_fingerprint(rows: list[dict[str, Any]]) -> str:
+    """sha256 of one split's canonical rows (16 hex characters): which split changed between two runs."""
+    h = hashlib.sha256()
+    for ex in rows:
+        h.update(_row_bytes(ex))
+    return h.hexdigest()[:16]
+
+
 def _fingerprint(splits: dict[str, list[dict[str, Any]]]) -> str:
     h = hashlib.sha256()
     for split in SPLITS:
         for ex in splits[split]:
-            h.update(json.dumps(ex, sort_keys=True, default=str).encode())
+            h.update(_row_bytes(ex))
         h.update(b"|")
     return h.hexdigest()[:16]
 

@@ -18,7 +18,6 @@ prediction cut, :func:`~slmforge.prompting.count_truncated`) and ``schema`` (the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections import Counter, defaultdict
@@ -246,16 +245,14 @@ def _md(text: str) -> str:
 
 
 def split_fingerprints(splits: DatasetSplits | Mapping[str, Sequence[dict[str, Any]]]) -> dict[str, str]:
-    """Per split: sha256 of its canonical rows (as ``sources._fingerprint`` hashes them), 16 hex characters.
-    The whole-data fingerprint changes when any split does; these say which one changed."""
-    out = {}
-    for split in SPLITS:
-        rows = splits[split] if isinstance(splits, Mapping) else splits.get(split)
-        h = hashlib.sha256()
-        for ex in rows:
-            h.update(json.dumps(ex, sort_keys=True, default=str).encode())
-        out[split] = h.hexdigest()[:16]
-    return out
+    """Per split: :func:`~slmforge.data.sources.rows_fingerprint` of its canonical rows. The whole-data
+    fingerprint changes when any split does; these say which one changed."""
+    from slmforge.data.sources import rows_fingerprint
+
+    return {
+        split: rows_fingerprint(splits[split] if isinstance(splits, Mapping) else splits.get(split))
+        for split in SPLITS
+    }
 
 
 # ---- the checks -----------------------------------------------------------------------------------------
