@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -435,9 +436,4 @@ def imbalanced(counts: Counter) -> bool:
     if len(sizes) < 2:
         return False
     entropy = -sum(v / total * math.log(v / total) for v in sizes) / math.log(len(sizes))
-    median = (
-        sizes[len(sizes) // 2]
-        if len(sizes) % 2
-        else (sizes[len(sizes) // 2 - 1] + sizes[len(sizes) // 2]) / 2
-    )
-    return entropy < IMBALANCE_ENTROPY or sizes[0] < IMBALANCE_MEDIAN_SHARE * median
+    return entropy < IMBALANCE_ENTROPY or sizes[0] < IMBALANCE_MEDIAN_SHARE * statistics.median(sizes)
